@@ -1,0 +1,67 @@
+"""Request dependencies: settings, a DB session, the calling team. Headers only, never the body."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Path, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from app.auth import team_for_token
+from app.config import Settings
+from app.errors import Forbidden, Unauthorized
+from app.models import Team
+
+_bearer = HTTPBearer(auto_error=False, description="the team's API token")
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """A session for the request. Routers commit; anything left uncommitted is rolled back."""
+    session: Session = request.app.state.session_factory()
+    try:
+        yield session
+    finally:
+        session.rollback()
+        session.close()
+
+
+# Ids are 32-bit INTEGER columns: a larger path id is a 422, never a driver overflow (500).
+MAX_ID = 2**31 - 1
+IdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="a positive id")]
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def current_team(session: SessionDep,
+                 credentials: Annotated[HTTPAuthorizationCredentials | None,
+                                        Depends(_bearer)]) -> Team:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized("send the team's token as `Authorization: Bearer <token>`",
+                           headers={"WWW-Authenticate": "Bearer"})
+    team = team_for_token(session, credentials.credentials)
+    if team is None:
+        raise Unauthorized("unknown or revoked token", headers={"WWW-Authenticate": "Bearer"})
+    if session.dirty:
+        # last_used_at is worth a write of its own: it must not ride on a rolled-back request.
+        session.commit()
+    return team
+
+
+CurrentTeam = Annotated[Team, Depends(current_team)]
+
+
+def organiser_team(team: CurrentTeam) -> Team:
+    if not team.is_organiser:
+        raise Forbidden("organisers only")
+    return team
+
+
+OrganiserTeam = Annotated[Team, Depends(organiser_team)]

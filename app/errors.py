@@ -1,0 +1,94 @@
+"""Domain errors carry their HTTP status and code; one handler turns them into JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+
+class ErrorBody(BaseModel):
+    """Every error response: a stable machine-readable code and a human-readable detail."""
+
+    error: str
+    detail: Any
+
+
+class AppError(Exception):
+    status: int = 400
+    code: str = "bad_request"
+
+    def __init__(self, detail: Any, *, code: str | None = None, status: int | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail if isinstance(detail, str) else code or self.code)
+        self.detail = detail
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+        self.headers = headers or {}
+
+
+class Unauthorized(AppError):
+    status, code = 401, "unauthorized"
+
+
+class Forbidden(AppError):
+    status, code = 403, "forbidden"
+
+
+class NotFound(AppError):
+    status, code = 404, "not_found"
+
+
+class Conflict(AppError):
+    status, code = 409, "conflict"
+
+
+class TooLarge(AppError):
+    status, code = 413, "payload_too_large"
+
+
+class Invalid(AppError):
+    status, code = 422, "invalid"
+
+
+class QuotaExceeded(AppError):
+    status, code = 429, "quota_exceeded"
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` entries documenting the JSON error body for each status."""
+    descriptions = {400: "Bad request", 401: "Missing, unknown or revoked token",
+                    403: "Not allowed for this team", 404: "Not found (or not yours)",
+                    409: "Conflict with the current state", 413: "Upload over the size cap",
+                    422: "Invalid input; every problem listed", 429: "Daily quota used up"}
+    return {s: {"model": ErrorBody, "description": descriptions.get(s, "Error")}
+            for s in statuses}
+
+
+def install_handlers(app: FastAPI) -> None:
+    async def app_error(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, AppError)
+        return JSONResponse({"error": exc.code, "detail": exc.detail}, status_code=exc.status,
+                            headers=exc.headers)
+
+    async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        problems = [{"loc": list(e.get("loc", ())), "message": e.get("msg", "")}
+                    for e in exc.errors()]
+        return JSONResponse({"error": "invalid", "detail": problems}, status_code=422)
+
+    async def http_error(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return JSONResponse({"error": code, "detail": exc.detail}, status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    app.add_exception_handler(AppError, app_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)

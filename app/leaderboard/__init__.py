@@ -1,0 +1,1 @@
+"""The leaderboard: ranked views of scored submissions, tie groups, plots and exports."""

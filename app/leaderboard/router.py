@@ -1,0 +1,229 @@
+"""HTTP of the leaderboard: the JSON/CSV API under /api/v1 and the server-rendered pages."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict
+from importlib import resources
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from app.deps import SessionDep
+from app.organiser.web import is_organiser_request
+from evaluator.schema import COUNTRIES, Country, Split, parse_country
+
+from . import repository
+from .export import board_csv, board_json
+from .pages import country_page as render_country_page
+from .pages import overall_page, render, roc_plots
+from .service import Encoded, LeaderboardService, board_split, visible_splits
+from .view import TASK_LABELS, Board, Ranking
+
+api_router = APIRouter(tags=["leaderboard"])
+pages_router = APIRouter(include_in_schema=False)
+
+STATIC_FILES = {"style.css": "text/css; charset=utf-8"}
+CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
+
+
+def get_service(request: Request) -> LeaderboardService:
+    """One service (and cache) per application, made on first use."""
+    state = request.app.state
+    service: LeaderboardService | None = getattr(state, "leaderboard", None)
+    if service is None:
+        service = LeaderboardService(state.settings)
+        state.leaderboard = service
+    return service
+
+
+ServiceDep = Annotated[LeaderboardService, Depends(get_service)]
+RankQuery = Annotated[Ranking, Query(alias="rank", description="ranking mode")]
+MAX_ID = 2**31 - 1  # ids beyond the column type are no submission (and must not reach SQL)
+SubmissionId = Annotated[int, Path(ge=1, le=MAX_ID, description="submission id")]
+FormatQuery = Annotated[Literal["json", "csv"], Query(alias="format")]
+
+
+def error(status: int, code: str, detail: Any) -> JSONResponse:
+    return JSONResponse({"error": code, "detail": detail}, status_code=status)
+
+
+def country_or_none(value: str) -> Country | None:
+    try:
+        return parse_country(value)
+    except ValueError:
+        return None
+
+
+def _json_bytes(data: dict[str, Any]) -> bytes:
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+RENDERERS: dict[str, Callable[[Board], str | bytes]] = {
+    "json": lambda board: _json_bytes(board_json(board)),
+    "csv": board_csv,
+    "overall": overall_page,
+    "country": render_country_page,
+}
+MEDIA_TYPES = {"json": "application/json", "csv": CSV_MEDIA_TYPE,
+               "overall": "text/html; charset=utf-8", "country": "text/html; charset=utf-8"}
+
+
+def _encoded_response(request: Request, encoded: Encoded, kind: str,
+                      country: Country | None) -> Response:
+    headers = {"ETag": encoded.etag, "Vary": "Accept-Encoding",
+               "Cache-Control": "no-cache"}
+    if kind == "csv":
+        name = f"leaderboard-{(country or 'all').lower()}.csv"
+        headers["Content-Disposition"] = f'attachment; filename="{name}"'
+    if encoded.etag in request.headers.get("if-none-match", ""):
+        return Response(status_code=304, headers=headers)
+    if "gzip" in request.headers.get("accept-encoding", "").lower():
+        headers["Content-Encoding"] = "gzip"
+        return Response(encoded.gzipped, media_type=MEDIA_TYPES[kind], headers=headers)
+    return Response(encoded.body, media_type=MEDIA_TYPES[kind], headers=headers)
+
+
+def _build_encoded(request: Request, kind: str, country: Country | None,
+                   ranking: Ranking) -> Encoded:
+    service = get_service(request)
+    session = request.app.state.session_factory()
+    try:
+        return service.rendered(session, kind, country, ranking, RENDERERS[kind])
+    finally:
+        session.rollback()
+        session.close()
+
+
+async def _board_response(request: Request, kind: str, country: Country | None,
+                          ranking: Ranking) -> Response:
+    """Served straight from memory while the cache is fresh (no DB, no thread hop); otherwise
+    the version check, and a rebuild when something changed, run in a worker thread."""
+    service = get_service(request)
+    encoded: Encoded | None = service.fresh(service.render_key(kind, country, ranking))
+    if encoded is None:
+        encoded = await run_in_threadpool(_build_encoded, request, kind, country, ranking)
+    return _encoded_response(request, encoded, kind, country)
+
+
+@api_router.get(
+    "/leaderboard",
+    summary="The overall leaderboard (12 columns) as JSON or CSV",
+    responses={200: {"content": {"text/csv": {}}}},
+)
+async def leaderboard(request: Request, ranking: RankQuery = "mean_auc",
+                      fmt: FormatQuery = "json") -> Response:
+    return await _board_response(request, fmt, None, ranking)
+
+
+@api_router.get(
+    "/leaderboard/{country}",
+    summary="One country's leaderboard (CTR, CVR, CTCVR) as JSON or CSV",
+    responses={200: {"content": {"text/csv": {}}}, 404: {"description": "unknown country"}},
+)
+async def country_leaderboard(country: str, request: Request, ranking: RankQuery = "mean_auc",
+                              fmt: FormatQuery = "json") -> Response:
+    code = country_or_none(country)
+    if code is None:
+        return error(404, "unknown_country",
+                     f"unknown country {country!r}: expected one of {', '.join(COUNTRIES)}")
+    return await _board_response(request, fmt, code, ranking)
+
+
+def _public_detail(session: Any, submission_id: int,
+                   request: Request) -> repository.SubmissionDetail | None:
+    """The submission if the caller may see it: scored and not hidden, or an organiser."""
+    detail = repository.submission_detail(session, submission_id)
+    if detail is None:
+        return None
+    if is_organiser_request(request, session):
+        return detail
+    if detail.state not in repository.ON_BOARD_STATES or not detail.scores or detail.hidden:
+        return None
+    return detail
+
+
+@api_router.get(
+    "/results/{submission_id}",
+    summary="One scored submission's results on the splits that are public now",
+    responses={404: {"description": "no such visible submission"}},
+)
+def submission_result(submission_id: SubmissionId, request: Request,
+                      session: SessionDep) -> Response:
+    detail = _public_detail(session, submission_id, request)
+    if detail is None:
+        return error(404, "not_found", f"no visible scored submission {submission_id}")
+    revealed = repository.is_revealed(session)
+    splits = visible_splits(revealed)
+    data = {
+        "id": detail.id, "team": detail.team, "method": detail.method,
+        "country": detail.country, "baseline": detail.is_baseline,
+        "state": detail.state, "disqualified": detail.disqualified,
+        "submitted_at": detail.submitted_at, "scorer_version": detail.scorer_version,
+        "sha256": detail.sha256, "revealed": revealed,
+        "scores": {split: {task: asdict(result) for task, result in tasks.items()}
+                   for split, tasks in detail.scores.items() if split in splits},
+    }
+    return Response(_json_bytes(data), media_type="application/json")
+
+
+# ---------------------------------------------------------------------------------- pages
+
+
+def _page(html: str, status: int = 200) -> HTMLResponse:
+    return HTMLResponse(html, status_code=status)
+
+
+def _not_found(message: str) -> HTMLResponse:
+    return _page(render("error.html", title="Not found", message=message), 404)
+
+
+@pages_router.get("/", response_class=HTMLResponse)
+async def overall(request: Request, ranking: RankQuery = "mean_auc") -> Response:
+    return await _board_response(request, "overall", None, ranking)
+
+
+@pages_router.get("/country/{country}", response_class=HTMLResponse)
+async def country_page(country: str, request: Request,
+                       ranking: RankQuery = "mean_auc") -> Response:
+    code = country_or_none(country)
+    if code is None:
+        return _not_found(f"There is no country {country!r} in this challenge.")
+    return await _board_response(request, "country", code, ranking)
+
+
+@pages_router.get("/submissions/{submission_id}", response_class=HTMLResponse)
+def submission_page(submission_id: str, request: Request, session: SessionDep,
+                    service: ServiceDep) -> HTMLResponse:
+    if not (submission_id.isascii() and submission_id.isdigit()) or not (
+            0 < int(submission_id) <= MAX_ID):
+        return _not_found("There is no such submission.")
+    detail = _public_detail(session, int(submission_id), request)
+    if detail is None:
+        return _not_found(f"No visible scored submission {submission_id}.")
+    revealed = repository.is_revealed(session)
+    splits = visible_splits(revealed)
+    split: Split = board_split(revealed)
+    scores = {s: tasks for s, tasks in detail.scores.items() if s in splits}
+    curves = service.roc_curves(session, detail.id, split) if scores else None
+    note = ("ROC curves need the submission's stored predictions and the prepared test set; "
+            "they are not available for this submission.")
+    aucs = {task: (r.auc, r.ci_low, r.ci_high)
+            for task, r in scores.get(split, {}).items()}
+    html = render("submission.html", sub={**detail.__dict__, "scores": scores},
+                  roc_plots=roc_plots(curves, aucs) if curves else [], roc_split=split,
+                  roc_note=note, nav=detail.country, task_labels=TASK_LABELS)
+    return _page(html)
+
+
+@pages_router.get("/static/{name}")
+def static_file(name: str) -> Response:
+    media_type = STATIC_FILES.get(name)
+    if media_type is None:
+        return Response("not found", status_code=404, media_type="text/plain")
+    body = resources.files("app").joinpath("static", name).read_bytes()
+    return Response(body, media_type=media_type,
+                    headers={"Cache-Control": "public, max-age=300"})

@@ -1,0 +1,91 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy import text
+
+from app.config import Settings
+from app.db import make_engine, session_factory
+from app.deps import SessionDep
+from app.errors import install_handlers
+from app.leaderboard.router import api_router as leaderboard_api
+from app.leaderboard.router import pages_router as leaderboard_pages
+from app.organiser.router import router as organiser_router
+from app.submissions.router import router as submissions_router
+from app.teams.router import router as teams_router
+
+API_PREFIX = "/api/v1"
+
+
+class Health(BaseModel):
+    status: str
+    database: str
+    queue_depth: int | None
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    engine = make_engine(settings)
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        engine.dispose()
+
+    app = FastAPI(
+        lifespan=lifespan,
+        title="MTME challenge leaderboard",
+        version="1.0",
+        description="Submit predictions or checkpoints for the Multi-Task Multi-Expert "
+                    "Challenge (AliExpress CTR/CVR/CTCVR) and read the leaderboard. "
+                    "Authenticate with `Authorization: Bearer <team token>`. Errors are "
+                    '`{"error": CODE, "detail": …}`.',
+    )
+    from app import queue
+
+    # Jobs this app enqueues go to the queue of its own settings.
+    queue.ensure(settings)
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.session_factory = session_factory(engine)
+    install_handlers(app)
+    app.include_router(submissions_router, prefix=API_PREFIX)
+    app.include_router(teams_router, prefix=API_PREFIX)
+    _include_leaderboard(app)
+
+    @app.get("/health", response_model=Health, tags=["service"],
+             summary="Liveness, database reachability and the queue's depth",
+             responses={503: {"model": Health, "description": "the database is unreachable"}})
+    def health(session: SessionDep) -> Any:
+        from app.queue import current
+
+        database = "ok"
+        try:
+            session.execute(text("SELECT 1"))
+        except Exception as exc:  # reported, not raised: health must answer
+            database = f"error: {type(exc).__name__}"
+        depth: int | None
+        try:
+            depth = current().depth()
+        except Exception:
+            depth = None
+        body = Health(status="ok" if database == "ok" else "degraded", database=database,
+                      queue_depth=depth)
+        if database != "ok":
+            return JSONResponse(body.model_dump(), status_code=503)
+        return body
+
+    return app
+
+
+def _include_leaderboard(app: FastAPI) -> None:
+    # The leaderboard helper's routers: JSON under the API prefix, pages at the root.
+    app.include_router(leaderboard_api, prefix=API_PREFIX)
+    app.include_router(leaderboard_pages)
+    app.include_router(organiser_router)

@@ -1,0 +1,104 @@
+"""Content-addressed artifact store (`artifacts/ab/cdef…`) and the compact predictions store."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from app.config import Settings
+from app.models import Submission
+from evaluator.predictions import Predictions
+
+_HEX = frozenset("0123456789abcdef")
+
+
+class ArtifactStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    @classmethod
+    def of(cls, settings: Settings) -> ArtifactStore:
+        return cls(settings.artifacts)
+
+    @property
+    def tmp_dir(self) -> Path:
+        path = self.root / "tmp"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def sweep_tmp(self, older_than_s: float = 86400.0) -> int:
+        """Remove temp files left by uploads a crashed process never finished."""
+        import time
+
+        cutoff = time.time() - older_than_s
+        removed = 0
+        for item in self.tmp_dir.iterdir():
+            try:
+                if item.is_file() and item.stat().st_mtime < cutoff:
+                    item.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        return removed
+
+    def path(self, sha256: str) -> Path:
+        if len(sha256) != 64 or not set(sha256) <= _HEX:
+            raise ValueError(f"not a sha256 hex digest: {sha256!r}")
+        return self.root / sha256[:2] / sha256[2:]
+
+    def adopt(self, tmp_path: Path, sha256: str) -> Path:
+        """Move a finished temp file (in this store's tmp dir) to its address; dedupe."""
+        target = self.path(sha256)
+        if target.exists():
+            tmp_path.unlink(missing_ok=True)
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp_path, "rb") as f:
+            os.fsync(f.fileno())
+        # Same filesystem, so the rename is atomic: readers see no file or the whole file.
+        os.replace(tmp_path, target)
+        return target
+
+    def put_bytes(self, data: bytes) -> str:
+        sha = hashlib.sha256(data).hexdigest()
+        if self.path(sha).exists():
+            return sha
+        fd, name = tempfile.mkstemp(dir=self.tmp_dir)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        self.adopt(Path(name), sha)
+        return sha
+
+
+def save_predictions(store: ArtifactStore, predictions: Predictions) -> str:
+    """float32 ctr/cvr/ctcvr in a compressed .npz; returns its sha256 address."""
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, ctr=predictions.ctr.astype(np.float32),
+                        cvr=predictions.cvr.astype(np.float32),
+                        ctcvr=predictions.ctcvr.astype(np.float32),
+                        columns=np.array(predictions.columns))
+    return store.put_bytes(buffer.getvalue())
+
+
+def read_predictions(store: ArtifactStore, sha256: str) -> Predictions:
+    with np.load(store.path(sha256), allow_pickle=False) as data:
+        return Predictions(ctr=data["ctr"].astype(np.float64),
+                           cvr=data["cvr"].astype(np.float64),
+                           ctcvr=data["ctcvr"].astype(np.float64),
+                           columns=tuple(str(c) for c in data["columns"]))
+
+
+def load_predictions(settings: Settings, submission: Submission) -> Predictions | None:
+    """The stored predictions of a scored submission (float32 precision), or None."""
+    if not submission.predictions_sha256:
+        return None
+    store = ArtifactStore.of(settings)
+    try:
+        return read_predictions(store, submission.predictions_sha256)
+    except FileNotFoundError:
+        return None

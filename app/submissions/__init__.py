@@ -1,0 +1,1 @@
+"""Submissions: upload, validation, quota, the queue hand-off, and reading results."""

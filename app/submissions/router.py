@@ -1,0 +1,140 @@
+"""HTTP routes of the submissions domain. The router owns each request's transaction."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Header, Query, Request
+from starlette.concurrency import run_in_threadpool
+
+from app.deps import MAX_ID, CurrentTeam, IdPath, OrganiserTeam, SessionDep, SettingsDep
+from app.errors import error_responses
+from app.queue import enqueue_scoring, enqueue_verification
+from app.storage import ArtifactStore
+from app.submissions import repository as repo
+from app.submissions import service
+from app.submissions.schemas import (
+    SubmissionAccepted,
+    SubmissionOut,
+    VerificationOut,
+    VerifyRequest,
+)
+from app.submissions.upload import receive_upload
+
+router = APIRouter(tags=["submissions"])
+
+_UPLOAD_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["country", "method"],
+                    "properties": {
+                        "country": {"type": "string", "enum": ["NL", "ES", "FR", "US"]},
+                        "method": {"type": "string", "maxLength": 100,
+                                   "description": "the method's name on the leaderboard"},
+                        "file": {"type": "string", "format": "binary",
+                                 "description": "prediction file: CSV, gzip CSV or Parquet "
+                                                "with row_id,ctr,cvr[,ctcvr] or row_id,ctr,ctcvr"},
+                        "checkpoint": {"type": "string", "format": "binary",
+                                       "description": "TorchScript archive (torch.jit.save)"},
+                        "outputs": {"type": "string",
+                                    "enum": ["ctr,cvr", "ctr,ctcvr", "ctr,cvr,ctcvr"],
+                                    "default": "ctr,cvr",
+                                    "description": "what the checkpoint's outputs are"},
+                    },
+                },
+                "encoding": {"file": {"contentType": "application/octet-stream"},
+                             "checkpoint": {"contentType": "application/octet-stream"}},
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "/submissions", status_code=202, response_model=SubmissionAccepted,
+    summary="Upload a prediction file and/or a checkpoint",
+    description="Multipart fields `country`, `method`, and `file` and/or `checkpoint` "
+                "(+ `outputs`). The token is checked before the body is read; the body is "
+                "capped at LB_MAX_UPLOAD_BYTES while it streams. A refused file costs no quota. "
+                "An `Idempotency-Key` header makes retries safe: the same key from the same "
+                "team returns the first submission.",
+    responses=error_responses(400, 401, 409, 413, 422, 429),
+    openapi_extra=_UPLOAD_BODY,
+)
+async def create_submission(
+    request: Request, team: CurrentTeam, session: SessionDep, settings: SettingsDep,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key",
+                                                  max_length=200)] = None,
+) -> SubmissionAccepted:
+    key = service.check_idempotency_key(idempotency_key)
+    store = ArtifactStore.of(settings)
+    upload = await receive_upload(request, store.tmp_dir, settings.max_upload_bytes)
+    try:
+        earlier = await run_in_threadpool(service.existing_for_key, session, team, key)
+        if earlier is not None:
+            return SubmissionAccepted(id=earlier.id, state=earlier.state,  # type: ignore[arg-type]
+                                      duplicate=True)
+        checked = await run_in_threadpool(service.validate, settings, upload)
+
+        def store_and_commit() -> service.Accepted:
+            accepted = service.create(session, settings, team, upload, checked, key)
+            session.commit()
+            return accepted
+
+        accepted = await run_in_threadpool(store_and_commit)
+    finally:
+        upload.cleanup()
+    sub = accepted.submission
+    if not accepted.duplicate:
+        # A queue write (SQLite file or Redis) is blocking I/O: keep it off the event loop.
+        await run_in_threadpool(enqueue_scoring, sub.id)
+    return SubmissionAccepted(id=sub.id, state=sub.state,  # type: ignore[arg-type]
+                              duplicate=accepted.duplicate)
+
+
+@router.get("/submissions", response_model=list[SubmissionOut],
+            summary="The caller's submissions, newest first",
+            responses=error_responses(401))
+def list_submissions(team: CurrentTeam, session: SessionDep,
+                     limit: Annotated[int, Query(ge=1, le=500)] = 100,
+                     offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0) -> list[SubmissionOut]:
+    return service.list_own(session, team, limit, offset)
+
+
+@router.get("/submissions/{submission_id}", response_model=SubmissionOut,
+            summary="One submission: state, reason, and the scores the caller may see",
+            responses=error_responses(401, 404))
+def get_submission(submission_id: IdPath, team: CurrentTeam, session: SessionDep) -> SubmissionOut:
+    sub = service.visible_submission(session, team, submission_id)
+    return service.describe(session, team, [sub])[0]
+
+
+@router.post("/submissions/{submission_id}/verify", status_code=202,
+             response_model=VerificationOut,
+             summary="Organisers: run the attached checkpoint and compare with the file's AUCs",
+             responses=error_responses(401, 403, 404, 409, 422))
+def verify_submission(submission_id: IdPath, organiser: OrganiserTeam, session: SessionDep,
+                      settings: SettingsDep,
+                      body: Annotated[VerifyRequest | None, Body()] = None) -> VerificationOut:
+    ver = service.request_verification(session, settings, organiser, submission_id,
+                                       body.tolerance if body else None)
+    session.commit()
+    enqueue_verification(ver.id)
+    session.refresh(ver)
+    return service.verification_out(ver)
+
+
+@router.get("/submissions/{submission_id}/verifications", response_model=list[VerificationOut],
+            summary="Organisers: the verifications of a submission, newest first",
+            responses=error_responses(401, 403, 404))
+def list_verifications(submission_id: IdPath, organiser: OrganiserTeam,
+                       session: SessionDep) -> list[VerificationOut]:
+    if repo.get(session, submission_id) is None:
+        from app.errors import NotFound
+
+        raise NotFound(f"no submission {submission_id}")
+    return [service.verification_out(v) for v in repo.verifications_of(session, submission_id)]

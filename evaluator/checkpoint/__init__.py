@@ -1,0 +1,281 @@
+"""Running participants' TorchScript checkpoints in a sandbox (SPEC "Checkpoint").
+
+`check_archive` refuses a bad archive before anything loads it; `run_checkpoint` runs a good one
+on a prepared test set in a fresh sandboxed child process (`child.py`, `sandbox.py`) and returns
+its predictions, which `CheckpointRun.to_predictions()` turns into the same `Predictions` an
+uploaded file gives, for `evaluator.scoring.score_predictions`.
+
+`app/` calls these from its queue consumer. Nothing here imports torch or touches CUDA in the
+caller's process: only the child does.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from evaluator.checkpoint.archive import ArchiveError, ArchiveLimits, check_archive_file
+from evaluator.checkpoint.sandbox import (
+    ChildOutcome,
+    Limits,
+    SandboxPolicy,
+    default_read_paths,
+    launch,
+)
+from evaluator.data.prepared import PreparedData
+from evaluator.predictions import Predictions
+
+__all__ = [
+    "OUTPUTS_CHOICES",
+    "ArchiveLimits",
+    "CheckpointFailed",
+    "CheckpointRejected",
+    "CheckpointRun",
+    "Limits",
+    "OutputsSpec",
+    "check_archive",
+    "derive_probabilities",
+    "parse_outputs",
+    "run_checkpoint",
+]
+
+OutputsSpec = Literal["ctr,cvr", "ctr,ctcvr", "ctr,cvr,ctcvr"]
+OUTPUTS_CHOICES: tuple[OutputsSpec, ...] = ("ctr,cvr", "ctr,ctcvr", "ctr,cvr,ctcvr")
+
+_HEADER_MAX = 64 << 10
+CHILD_MODULE = "evaluator.checkpoint.child"
+
+
+class CheckpointRejected(Exception):
+    """The archive is refused before anything loads it (not a zip, bomb, bad paths...)."""
+
+
+class CheckpointFailed(Exception):
+    """The sandboxed run failed; str(exc) is a reason the participant can act on."""
+
+
+@dataclass(frozen=True)
+class CheckpointRun:
+    ctr: npt.NDArray[np.float64]
+    cvr: npt.NDArray[np.float64]
+    ctcvr: npt.NDArray[np.float64]
+    torch_version: str
+    device: str
+    duration_s: float
+    outputs: OutputsSpec = "ctr,cvr"
+    # Loading the archive, and the batched loop over the test set (with the output checks);
+    # duration_s adds process start, torch import and sandbox setup to these. cpu_s: the
+    # child's CPU time, all threads.
+    load_s: float = 0.0
+    inference_s: float = 0.0
+    sandbox: tuple[str, ...] = ()
+    cpu_s: float = 0.0
+
+    def to_predictions(self) -> Predictions:
+        return Predictions(
+            ctr=self.ctr,
+            cvr=self.cvr,
+            ctcvr=self.ctcvr,
+            columns=("row_id", *self.outputs.split(",")),
+        )
+
+
+def parse_outputs(value: str) -> OutputsSpec:
+    """Normalise a declared outputs string (`"ctr, cvr"` → `"ctr,cvr"`), refusing others."""
+    normalised = ",".join(part.strip().lower() for part in value.split(","))
+    for choice in OUTPUTS_CHOICES:
+        if normalised == choice:
+            return choice
+    raise ValueError(
+        f"outputs {value!r} not understood: expected one of {', '.join(OUTPUTS_CHOICES)}"
+    )
+
+
+def check_archive(
+    path: Path, limits: ArchiveLimits | None = None, *, scan_code: bool = True
+) -> None:
+    """Raise CheckpointRejected with the reason if the archive is not acceptable."""
+    try:
+        check_archive_file(Path(path), limits, scan_code=scan_code)
+    except ArchiveError as exc:
+        raise CheckpointRejected(str(exc)) from None
+
+
+def derive_probabilities(
+    ctr: npt.NDArray[np.float64],
+    second: npt.NDArray[np.float64],
+    third: npt.NDArray[np.float64] | None,
+    outputs: OutputsSpec,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """(ctr, cvr, ctcvr) from the declared outputs, deriving the missing one as SPEC says.
+
+    pCVR = pCTCVR / pCTR is defined as 0 where pCTR is 0 (no click expected, so no purchase
+    either) and capped at 1 where a model predicts pCTCVR > pCTR.
+    """
+    if outputs == "ctr,cvr,ctcvr":
+        if third is None:
+            raise ValueError("outputs ctr,cvr,ctcvr need three arrays")
+        return ctr, second, third
+    if outputs == "ctr,cvr":
+        return ctr, second, ctr * second
+    ctcvr = second
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cvr = np.where(ctr > 0, ctcvr / np.where(ctr > 0, ctr, 1.0), 0.0)
+    return ctr, np.minimum(cvr, 1.0), ctcvr
+
+
+def run_checkpoint(
+    archive: Path,
+    prepared_dir: Path,
+    outputs: OutputsSpec,
+    *,
+    limits: Limits | None = None,
+    device: str = "auto",
+    batch_size: int = 0,
+    threads: int = 0,
+    archive_limits: ArchiveLimits | None = None,
+    scan_code: bool = True,
+    refuse_forbidden_ops: bool = True,
+    hidden_paths: tuple[str, ...] | None = None,
+) -> CheckpointRun:
+    """Run the checkpoint on a prepared test set in a fresh sandboxed child process.
+
+    `device` is "auto" (the GPU when the child finds one), "cpu" or "cuda[:i]"; `batch_size`
+    0 picks a default for the device; `threads` 0 uses every core the process may run on.
+    Raises CheckpointRejected for a bad archive and CheckpointFailed, with a reason for the
+    participant, for a failed run.
+
+    `scan_code` (the archive's code, before loading) and `refuse_forbidden_ops` (the loaded
+    graphs, before the first batch) refuse models that call torch.save, torch.from_file and
+    the like with a precise reason; the sandbox blocks such calls regardless, and tests turn
+    these off to show it. `hidden_paths` replaces the directories hidden from the child.
+    """
+    limits = limits or Limits()
+    archive_limits = archive_limits or ArchiveLimits()
+    outputs = parse_outputs(outputs)
+    names = tuple(outputs.split(","))
+    archive = Path(archive).resolve()
+    check_archive(archive, archive_limits, scan_code=scan_code)
+    prepared_dir = Path(prepared_dir).resolve()
+    n_rows = PreparedData.open(prepared_dir).n_rows
+    policy = SandboxPolicy(limits=limits, read_paths=default_read_paths())
+    if hidden_paths is not None:
+        policy = replace(policy, hidden_paths=tuple(hidden_paths))
+    job: dict[str, Any] = {
+        "archive": str(archive),
+        "prepared_dir": str(prepared_dir),
+        "n_rows": n_rows,
+        "outputs": list(names),
+        "device": device,
+        "batch_size": batch_size,
+        "threads": threads,
+        "max_archive_bytes": archive_limits.max_archive_bytes,
+        "refuse_forbidden_ops": refuse_forbidden_ops,
+        "policy": policy.to_json(),
+    }
+    started = time.monotonic()
+    outcome = launch(
+        CHILD_MODULE,
+        job,
+        wall_time_s=limits.wall_time_s,
+        max_result_bytes=_HEADER_MAX + n_rows * len(names) * 8,
+    )
+    duration = time.monotonic() - started
+    header, payload = _split_result(outcome.result)
+    if header is None or header.get("status") != "ok" or outcome.wall_timed_out:
+        raise CheckpointFailed(_failure_reason(outcome, header, limits))
+    if outcome.returncode != 0:
+        raise CheckpointFailed(_failure_reason(outcome, None, limits))
+    expected = n_rows * len(names) * 8
+    if header.get("n_rows") != n_rows or len(payload) != expected:
+        raise CheckpointFailed(
+            f"malformed output: received {len(payload)} bytes of predictions, expected "
+            f"{expected} ({n_rows} rows x {len(names)} outputs)"
+        )
+    matrix = np.frombuffer(payload, dtype="<f8").reshape(len(names), n_rows).astype(np.float64)
+    # The child checked these already; checked again here because the child ran the
+    # participant's code and what it sends back is not to be trusted.
+    if not np.isfinite(matrix).all() or (matrix < 0).any() or (matrix > 1).any():
+        raise CheckpointFailed("malformed output: predictions outside [0, 1] or not finite")
+    ctr, cvr, ctcvr = derive_probabilities(
+        matrix[0], matrix[1], matrix[2] if len(names) == 3 else None, outputs
+    )
+    sandbox = header.get("sandbox")
+    return CheckpointRun(
+        ctr=np.ascontiguousarray(ctr),
+        cvr=np.ascontiguousarray(cvr),
+        ctcvr=np.ascontiguousarray(ctcvr),
+        torch_version=_text(header.get("torch_version")),
+        device=_text(header.get("device")),
+        duration_s=duration,
+        outputs=outputs,
+        load_s=_seconds(header.get("load_s")),
+        inference_s=_seconds(header.get("inference_s")),
+        sandbox=tuple(_text(item) for item in sandbox[:20]) if isinstance(sandbox, list) else (),
+        cpu_s=outcome.cpu_s,
+    )
+
+
+def _text(value: object, limit: int = 200) -> str:
+    return value[:limit] if isinstance(value, str) else ""
+
+
+def _seconds(value: object) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    return 0.0
+
+
+def _split_result(result: bytes) -> tuple[dict[str, Any] | None, bytes]:
+    newline = result.find(b"\n", 0, _HEADER_MAX)
+    if newline < 0:
+        return None, b""
+    try:
+        header = json.loads(result[:newline])
+    except ValueError:
+        return None, b""
+    if not isinstance(header, dict):
+        return None, b""
+    return header, result[newline + 1 :]
+
+
+def _failure_reason(outcome: ChildOutcome, header: dict[str, Any] | None, limits: Limits) -> str:
+    if outcome.wall_timed_out:
+        return f"time limit: the run took longer than {limits.wall_time_s:g} s"
+    if header is not None and header.get("status") == "failed":
+        reason = str(header.get("reason", "unknown"))
+        if header.get("sandbox"):
+            return f"evaluator error, not the checkpoint's fault: {reason}"
+        return reason
+    sig = outcome.term_signal
+    cpu_limit = limits.cpu_seconds()
+    if sig == signal.SIGXCPU or (sig == signal.SIGKILL and outcome.cpu_s >= cpu_limit - 1):
+        return f"time limit: the run used more than {cpu_limit} s of CPU time"
+    if sig == signal.SIGKILL and outcome.max_rss_bytes >= 0.9 * limits.memory_bytes:
+        return (
+            f"memory limit: the model needed more than the "
+            f"{limits.memory_bytes / (1 << 30):g} GiB allowed"
+        )
+    if outcome.result_overflow:
+        return "malformed output: the run sent more data than its predictions can take"
+    if sig == signal.SIGKILL:
+        return (
+            "crashed (signal 9, SIGKILL): killed from outside, most likely because the machine "
+            "ran out of memory; try a smaller model or ask the organisers"
+        )
+    if sig is not None:
+        name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else "?"
+        return f"crashed (signal {sig}, {name}){_last_line(outcome.output_tail)}"
+    return f"crashed (exit code {outcome.returncode}){_last_line(outcome.output_tail)}"
+
+
+def _last_line(tail: str) -> str:
+    lines = [line.strip() for line in tail.splitlines() if line.strip()]
+    return f": {lines[-1][:500]}" if lines else ""

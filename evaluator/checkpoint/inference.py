@@ -1,0 +1,231 @@
+"""Batched inference of a loaded model over a memory-mapped test set, and checks on its outputs.
+
+The model is called as SPEC "Checkpoint" says: `model(categorical int64 [B, 16],
+numerical float32 [B, 63])`, returning a tensor [B, k] or a tuple/list of k tensors [B]. The loop
+is per batch, never per row; outputs land in one preallocated float64 matrix [k, N] that is
+checked once at the end (on the GPU that keeps the loop free of host synchronisation).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from evaluator.schema import N_CATEGORICAL, N_NUMERICAL
+
+Model = Callable[[torch.Tensor, torch.Tensor], Any]
+
+DEFAULT_CPU_BATCH = 4096
+DEFAULT_GPU_BATCH = 65536
+# Rows moved host -> device per pinned staging buffer.
+_STAGE_ROWS = 262144
+
+
+class OutputError(Exception):
+    """The model's output breaks the contract; the message is for the participant."""
+
+
+def _shape_text(shape: Sequence[int], batch: int) -> str:
+    dims = ["B" if i == 0 and d == batch else str(d) for i, d in enumerate(shape)]
+    return "[" + ", ".join(dims) + "]"
+
+
+def output_columns(raw: object, batch: int, names: tuple[str, ...]) -> torch.Tensor:
+    """Validate one batch's output and return it as a [B, k] tensor (a view where possible)."""
+    k = len(names)
+    expected = f"a tensor [B, {k}] or a tuple/list of {k} tensors [B] ({', '.join(names)})"
+    if isinstance(raw, torch.Tensor):
+        if raw.dim() != 2 or raw.shape[0] != batch or raw.shape[1] != k:
+            raise OutputError(
+                f"output has shape {_shape_text(raw.shape, batch)}, expected [B, {k}] "
+                f"({', '.join(names)}) for a batch of B = {batch} rows"
+            )
+        _check_dtype(raw, "output")
+        return raw
+    if isinstance(raw, tuple | list):
+        if len(raw) != k:
+            raise OutputError(
+                f"output is a {type(raw).__name__} of {len(raw)} items, expected {expected}"
+            )
+        for name, column in zip(names, raw, strict=True):
+            if not isinstance(column, torch.Tensor):
+                raise OutputError(f"output {name} is a {type(column).__name__}, not a tensor")
+            if column.dim() != 1 or column.shape[0] != batch:
+                raise OutputError(
+                    f"output {name} has shape {_shape_text(column.shape, batch)}, expected [B] "
+                    f"for a batch of B = {batch} rows"
+                )
+            _check_dtype(column, f"output {name}")
+        return torch.stack([column.to(raw[0].device) for column in raw], dim=1)
+    raise OutputError(f"output is a {type(raw).__name__}, expected {expected}")
+
+
+def _check_dtype(tensor: torch.Tensor, what: str) -> None:
+    if not tensor.is_floating_point():
+        raise OutputError(f"{what} has dtype {tensor.dtype}, expected floating-point probabilities")
+
+
+def check_values(out: torch.Tensor, names: tuple[str, ...]) -> None:
+    """Every prediction must be a finite number in [0, 1]; report the first offender."""
+    for j, name in enumerate(names):
+        column = out[j]
+        bad = ~torch.isfinite(column)
+        kind = "is not a finite number"
+        if not bool(bad.any()):
+            bad = (column < 0) | (column > 1)
+            kind = "is outside [0, 1]"
+            if not bool(bad.any()):
+                continue
+        rows = torch.nonzero(bad).flatten()
+        first = int(rows[0])
+        count = rows.numel()
+        raise OutputError(
+            f"output {name} {kind} at {count} row{'s' if count > 1 else ''} "
+            f"(first row_id {first}: {float(column[first])!r})"
+        )
+
+
+def _from_mmap(array: npt.NDArray[Any]) -> torch.Tensor:
+    # Read-only memory maps are never written through; torch warns about them anyway.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.from_numpy(array)
+
+
+def predict(
+    model: Model,
+    categorical: npt.NDArray[np.int32],
+    numerical: npt.NDArray[np.float32],
+    names: tuple[str, ...],
+    device: torch.device,
+    batch_size: int,
+) -> npt.NDArray[np.float64]:
+    """Run `model` over every row; return checked probabilities as float64 [k, N] on the host."""
+    n_rows = categorical.shape[0]
+    if categorical.shape != (n_rows, N_CATEGORICAL) or numerical.shape != (n_rows, N_NUMERICAL):
+        raise ValueError(
+            f"test set arrays have shapes {categorical.shape} and {numerical.shape}, expected "
+            f"[N, {N_CATEGORICAL}] and [N, {N_NUMERICAL}]"
+        )
+    with torch.inference_mode():
+        if device.type == "cuda":
+            out = _predict_cuda(model, categorical, numerical, names, device, batch_size)
+        else:
+            out = _predict_cpu(model, categorical, numerical, names, batch_size)
+        check_values(out, names)
+        return out.cpu().numpy()
+
+
+def _predict_cpu(
+    model: Model,
+    categorical: npt.NDArray[np.int32],
+    numerical: npt.NDArray[np.float32],
+    names: tuple[str, ...],
+    batch_size: int,
+) -> torch.Tensor:
+    n_rows = categorical.shape[0]
+    cat_src = _from_mmap(categorical)
+    num_src = _from_mmap(numerical)
+    out = torch.empty((len(names), n_rows), dtype=torch.float64)
+    # Reused input buffers: the copy also widens int32 categoricals to the int64 the model takes.
+    cat_buf = torch.empty((min(batch_size, n_rows), N_CATEGORICAL), dtype=torch.int64)
+    num_buf = torch.empty((min(batch_size, n_rows), N_NUMERICAL), dtype=torch.float32)
+    for start in range(0, n_rows, batch_size):
+        end = min(start + batch_size, n_rows)
+        rows = end - start
+        cat = cat_buf[:rows]
+        num = num_buf[:rows]
+        cat.copy_(cat_src[start:end])
+        num.copy_(num_src[start:end])
+        columns = output_columns(model(cat, num), rows, names)
+        out[:, start:end].copy_(columns.t())
+    return out
+
+
+def _predict_cuda(
+    model: Model,
+    categorical: npt.NDArray[np.int32],
+    numerical: npt.NDArray[np.float32],
+    names: tuple[str, ...],
+    device: torch.device,
+    batch_size: int,
+) -> torch.Tensor:
+    """Upload the test set in its compact dtypes (int32, float32) once through pinned staging
+    buffers when it fits in free device memory, else chunk by chunk; then batch on the device."""
+    n_rows = categorical.shape[0]
+    row_bytes = N_CATEGORICAL * 4 + N_NUMERICAL * 4
+    free, _ = torch.cuda.mem_get_info(device)
+    # Leave room for the model, its activations and the output matrix.
+    resident = n_rows * row_bytes < free // 3
+    chunk_rows = n_rows if resident else max(batch_size, _STAGE_ROWS)
+    out = torch.empty((len(names), n_rows), dtype=torch.float64, device=device)
+    held = min(chunk_rows, n_rows)
+    cat_dev = torch.empty((held, N_CATEGORICAL), dtype=torch.int32, device=device)
+    num_dev = torch.empty((held, N_NUMERICAL), dtype=torch.float32, device=device)
+    stager = _PinnedStager(categorical, numerical, device)
+    for chunk_start in range(0, n_rows, chunk_rows):
+        chunk_end = min(chunk_start + chunk_rows, n_rows)
+        stager.upload(chunk_start, chunk_end, cat_dev, num_dev)
+        for start in range(chunk_start, chunk_end, batch_size):
+            end = min(start + batch_size, chunk_end)
+            rows = end - start
+            local = slice(start - chunk_start, end - chunk_start)
+            cat = cat_dev[local].to(torch.int64)
+            # A copy, so that a model writing into its input cannot alter later batches.
+            num = num_dev[local].clone()
+            columns = output_columns(model(cat, num), rows, names)
+            out[:, start:end].copy_(columns.t(), non_blocking=True)
+    torch.cuda.synchronize(device)
+    return out
+
+
+class _PinnedStager:
+    """Copies memory-mapped rows to the device through two pinned buffers, so that reading the
+    next slice from the page cache overlaps the asynchronous copy of the previous one."""
+
+    def __init__(
+        self,
+        categorical: npt.NDArray[np.int32],
+        numerical: npt.NDArray[np.float32],
+        device: torch.device,
+    ) -> None:
+        rows = min(_STAGE_ROWS, categorical.shape[0])
+        self._cat_src = _from_mmap(categorical)
+        self._num_src = _from_mmap(numerical)
+        self._stream = torch.cuda.Stream(device)  # type: ignore[no-untyped-call]
+        self._buffers = [
+            (
+                torch.empty((rows, N_CATEGORICAL), dtype=torch.int32, pin_memory=True),
+                torch.empty((rows, N_NUMERICAL), dtype=torch.float32, pin_memory=True),
+                torch.cuda.Event(),  # type: ignore[no-untyped-call]
+            )
+            for _ in range(2)
+        ]
+        self._rows = rows
+        self._used = [False, False]
+
+    def upload(self, start: int, end: int, cat_dev: torch.Tensor, num_dev: torch.Tensor) -> None:
+        # The compute stream must not overwrite the device buffers before earlier batches used
+        # them, nor read them before this upload lands.
+        self._stream.wait_stream(torch.cuda.current_stream())
+        for i, offset in enumerate(range(start, end, self._rows)):
+            stop = min(offset + self._rows, end)
+            slot = i % 2
+            cat_host, num_host, done = self._buffers[slot]
+            if self._used[slot]:
+                done.synchronize()
+            n = stop - offset
+            cat_host[:n].copy_(self._cat_src[offset:stop])
+            num_host[:n].copy_(self._num_src[offset:stop])
+            with torch.cuda.stream(self._stream):
+                local = slice(offset - start, stop - start)
+                cat_dev[local].copy_(cat_host[:n], non_blocking=True)
+                num_dev[local].copy_(num_host[:n], non_blocking=True)
+                done.record(self._stream)
+            self._used[slot] = True
+        torch.cuda.current_stream().wait_stream(self._stream)

@@ -1,0 +1,162 @@
+"""Factories: teams, submissions and scores in a migrated database; a prepared test set, an
+artifact store and the settings that tie them together (`World`)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+from alembic import command
+from alembic.config import Config
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from app.config import Settings
+from app.db import make_engine, session_factory
+from app.models import Score, Submission, Team
+from app.storage import ArtifactStore, save_predictions
+from app.worker import upsert_scores
+from evaluator.data.prepared import FORMAT_VERSION, PreparedData
+from evaluator.predictions import Predictions
+from evaluator.schema import SPLITS, TASKS
+from evaluator.scoring import score_predictions
+
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def migrated_engine(url: str) -> Engine:
+    """An engine on a database brought to the newest migration (as the service does)."""
+    config = Config(str(ROOT / "alembic.ini"))
+    config.attributes["url"] = url
+    command.upgrade(config, "head")
+    return make_engine(url)
+
+
+def add_team(session: Session, name: str, *, organiser: bool = False,
+             baseline: bool = False) -> Team:
+    team = Team(name=name, is_organiser=organiser, is_baseline=baseline)
+    session.add(team)
+    session.flush()
+    return team
+
+
+def add_submission(session: Session, team: Team, country: str = "NL", method: str = "m",
+                   *, auc: float | None = 0.7, state: str = "scored", minutes: int = 0,
+                   scorer_version: str = "1", hidden: bool = False,
+                   disqualified: bool = False, predictions_sha256: str | None = None,
+                   ) -> Submission:
+    submission = Submission(team_id=team.id, country=country, method=method, state=state,
+                            hidden=hidden, disqualified=disqualified,
+                            created_at=T0 + timedelta(minutes=minutes),
+                            predictions_sha256=predictions_sha256, file_format="csv")
+    session.add(submission)
+    session.flush()
+    if state == "scored" and auc is not None:
+        add_scores(session, submission, auc, scorer_version)
+    return submission
+
+
+def add_scores(session: Session, submission: Submission, auc: float,
+               scorer_version: str = "1") -> None:
+    for split in SPLITS:
+        for task in TASKS:
+            session.add(Score(submission_id=submission.id, scorer_version=scorer_version,
+                              split=split, task=task, auc=auc, ci_low=auc - 0.01,
+                              ci_high=auc + 0.01, logloss=0.1, n_pos=10, n_neg=90))
+    session.flush()
+
+
+N_ROWS = 1200
+
+
+def write_prepared(folder: Path, seed: int = 0) -> PreparedData:
+    """A small prepared test set with both classes in every split and task."""
+    rng = np.random.default_rng(seed)
+    click = (rng.random(N_ROWS) < 0.3).astype(np.int8)
+    conversion = (click & (rng.random(N_ROWS) < 0.4)).astype(np.int8)
+    public = rng.random(N_ROWS) < 0.3
+    folder.mkdir(parents=True)
+    meta = {"format_version": FORMAT_VERSION, "n_rows": N_ROWS, "n_public": int(public.sum()),
+            "source_name": "t.csv", "source_sha256": "0" * 64, "split_salt": "s",
+            "categorical_max": [0] * 16, "n_clicks": int(click.sum()),
+            "n_conversions": int(conversion.sum())}
+    (folder / "meta.json").write_text(json.dumps(meta))
+    arrays = {"click": click, "conversion": conversion, "public": public,
+              "categorical": np.zeros((N_ROWS, 16), np.int32),
+              "numerical": np.zeros((N_ROWS, 63), np.float32),
+              "search_id": np.arange(N_ROWS, dtype=np.int64)}
+    for name, array in arrays.items():
+        np.save(folder / f"{name}.npy", array)
+    return PreparedData.open(folder)
+
+
+class World:
+    """Settings on a tmp data dir, a migrated SQLite DB, a prepared NL test set, a store."""
+
+    def __init__(self, tmp: Path, db_url: str | None = None) -> None:
+        """`db_url` names a migrated database (the shared fixture's); else a new SQLite file."""
+        # Tests change the DB behind the service's back: check for changes on every request.
+        self.settings = Settings(data_dir=tmp, database_url=db_url or f"sqlite:///{tmp / 'lb.db'}",
+                                 env="development", leaderboard_check_seconds=0)
+        self.engine = (make_engine(self.settings.db_url) if db_url
+                       else migrated_engine(self.settings.db_url))
+        self.session: Session = session_factory(self.engine)()
+        self.data = write_prepared(tmp / "prepared" / "NL")
+        self.store = ArtifactStore.of(self.settings)
+        self.rng = np.random.default_rng(1)
+
+    def predictions(self, skill: float) -> Predictions:
+        noise = self.rng.normal(size=(3, N_ROWS))
+        click = np.asarray(self.data.click, dtype=float)
+        conversion = np.asarray(self.data.conversion, dtype=float)
+        ctr = 1 / (1 + np.exp(-(skill * click + noise[0])))
+        cvr = 1 / (1 + np.exp(-(skill * conversion + noise[1])))
+        return Predictions(ctr=ctr, cvr=cvr, ctcvr=ctr * cvr)
+
+    def close(self) -> None:
+        self.session.close()
+        self.engine.dispose()
+
+    def submit(self, team: Team, predictions: Predictions, method: str = "m",
+               store: bool = True) -> Submission:
+        """A scored NL submission, scored by the real scorer, predictions stored or not."""
+        lines = ["row_id,ctr,cvr"] + [f"{i},{float(a)!r},{float(b)!r}" for i, (a, b) in
+                                      enumerate(zip(predictions.ctr, predictions.cvr,
+                                                    strict=True))]
+        file_sha256 = self.store.put_bytes(("\n".join(lines) + "\n").encode())
+        submission = Submission(team_id=team.id, country="NL", method=method, state="scored",
+                                file_format="csv", file_sha256=file_sha256,
+                                predictions_sha256=save_predictions(self.store, predictions)
+                                if store else None)
+        self.session.add(submission)
+        self.session.flush()
+        upsert_scores(self.session, submission.id, score_predictions(self.data, predictions))
+        self.session.commit()
+        return submission
+
+
+def app_client(world: World) -> Iterator[TestClient]:
+    """A TestClient on the real application for the world's settings, with an immediate queue
+    (rescoring runs inside the request that enqueues it)."""
+    from app import queue
+    from app.main import create_app
+
+    queue.configure(world.settings, immediate=True)
+    try:
+        with TestClient(create_app(world.settings)) as client:
+            yield client
+    finally:
+        queue.reset()
+
+
+def token_for(world: World, team: Team) -> str:
+    from app.auth import issue_token
+
+    secret = issue_token(world.session, team).secret
+    world.session.commit()
+    return secret

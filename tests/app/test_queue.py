@@ -1,0 +1,159 @@
+"""The queue with real consumer processes: a worker SIGKILLed while it holds a lease, and
+the queue on Redis."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from app import queue as queue_module
+from app.models import Score, Submission
+from app.worker import WorkerContext
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def ctx(settings: Any) -> Iterator[WorkerContext]:
+    LOGS.clear()
+    context = WorkerContext.create(settings)
+    yield context
+    context.engine.dispose()
+    queue_module.reset()
+
+
+def start_worker(settings: Any, **env: str) -> subprocess.Popen[bytes]:
+    environment = {
+        **os.environ,
+        "LB_DATA_DIR": str(settings.data_dir),
+        "LB_DATABASE_URL": settings.db_url,
+        "LB_LEASE_SECONDS": "5",
+        "LB_HEARTBEAT_SECONDS": "0.5",
+        "LB_REAPER_SECONDS": "1",
+        "LB_AUTO_MIGRATE": "false",
+        **env,
+    }
+    log = open(settings.data_dir / f"worker-{time.monotonic_ns()}.log", "wb")  # noqa: SIM115
+    LOGS.append(Path(log.name))
+    return subprocess.Popen([sys.executable, "-m", "app", "worker"], cwd=ROOT, env=environment,
+                            stdout=log, stderr=subprocess.STDOUT)
+
+
+LOGS: list[Path] = []
+
+
+def worker_logs() -> str:
+    return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in LOGS)
+
+
+def wait_for(check: Callable[[], bool], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}\n{worker_logs()}")
+        time.sleep(0.1)
+
+
+def submission(ctx: WorkerContext, sid: int) -> Submission:
+    with ctx.factory() as session:
+        sub = session.get(Submission, sid)
+        assert sub is not None
+        session.expunge(sub)
+        return sub
+
+
+def insert(ctx: WorkerContext, team_id: int, sha: str) -> int:
+    with ctx.factory() as session:
+        sub = Submission(team_id=team_id, country="NL", method="m", state="queued",
+                         file_sha256=sha, file_format="csv")
+        session.add(sub)
+        session.commit()
+        return sub.id
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def test_worker_killed_mid_job_is_requeued_after_its_lease_and_scored_once(
+        ctx: WorkerContext, settings: Any, make_team: Any, make_predictions: Any) -> None:
+    team, _ = make_team("alpha")
+    body = make_predictions()[0]
+    sha = ctx.store.put_bytes(body)
+    path = ctx.store.path(sha)
+    # The stored file becomes a FIFO: the first worker blocks opening it, lease held.
+    path.unlink()
+    os.mkfifo(path)
+    sid = insert(ctx, team.id, sha)
+    first = start_worker(settings)
+    try:
+        queue_module.configure(settings).score_task(sid)
+        wait_for(lambda: submission(ctx, sid).state == "running", 120, "the lease")
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    finally:
+        if first.poll() is None:
+            first.kill()
+    killed = submission(ctx, sid)
+    assert (killed.state, killed.attempts) == ("running", 1), worker_logs()
+    # Put the real file back (atomically) and let a fresh worker's reaper find the lease.
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(body)
+    os.replace(tmp, path)
+    second = start_worker(settings)
+    try:
+        wait_for(lambda: submission(ctx, sid).state == "scored", 120, "the second attempt")
+    finally:
+        stop(second)
+    done = submission(ctx, sid)
+    assert done.attempts == 2, worker_logs()
+    with ctx.factory() as session:
+        n = session.execute(select(func.count()).select_from(Score)
+                            .where(Score.submission_id == sid)).scalar_one()
+    assert n == 9
+
+
+@pytest.mark.redis
+def test_submission_is_scored_through_the_redis_queue(settings: Any, redis_url: str,
+                                                      make_team: Any,
+                                                      make_predictions: Any) -> None:
+    on_redis = settings.model_copy(update={"redis_url": redis_url})
+    configured = queue_module.configure(on_redis)
+    configured.huey.flush()
+    ctx = configured.ctx
+    team, _ = make_team("alpha")
+    sid = insert(ctx, team.id, ctx.store.put_bytes(make_predictions()[0]))
+    queue_module.enqueue_scoring(sid)
+    assert configured.depth() == 1
+    worker = start_worker(on_redis, LB_REDIS_URL=redis_url)
+    try:
+        wait_for(lambda: submission(ctx, sid).state == "scored", 120, "the Redis worker")
+    finally:
+        stop(worker)
+        configured.huey.flush()
+        queue_module.reset()
+    assert configured.depth() == 0
+
+
+def test_consumer_checks_the_reaper_every_reaper_seconds(settings: Any) -> None:
+    configured = queue_module.configure(settings.model_copy(update={"reaper_seconds": 7}))
+    try:
+        consumer = queue_module.make_consumer(configured)
+        assert consumer._create_scheduler().periodic_task_seconds == 7
+    finally:
+        queue_module.reset()

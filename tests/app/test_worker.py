@@ -1,0 +1,258 @@
+"""The lease, the scoring transaction and the reaper, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select, update
+
+from app.models import Score, Submission
+from app.storage import load_predictions
+from app.worker import (
+    WorkerContext,
+    claim,
+    reap,
+    renew,
+    rescore,
+    score_submission,
+    upsert_scores,
+)
+from evaluator.scoring import ScoreReport
+
+
+@pytest.fixture
+def ctx(settings: Any) -> Iterator[WorkerContext]:
+    context = WorkerContext.create(settings)
+    yield context
+    context.engine.dispose()
+
+
+@pytest.fixture
+def add_submission(ctx: WorkerContext, make_team: Any) -> Callable[[bytes], int]:
+    team, _ = make_team("alpha")
+
+    def add(body: bytes) -> int:
+        sha = ctx.store.put_bytes(body)
+        with ctx.factory() as session:
+            sub = Submission(team_id=team.id, country="NL", method="m", state="queued",
+                             file_sha256=sha, file_format="csv")
+            session.add(sub)
+            session.commit()
+            return sub.id
+
+    return add
+
+
+def state_of(ctx: WorkerContext, sid: int) -> Submission:
+    with ctx.factory() as session:
+        sub = session.get(Submission, sid)
+        assert sub is not None
+        session.expunge(sub)
+        return sub
+
+
+def score_count(ctx: WorkerContext, sid: int) -> int:
+    with ctx.factory() as session:
+        return int(session.execute(select(func.count()).select_from(Score)
+                                   .where(Score.submission_id == sid)).scalar_one())
+
+
+def expire_lease(ctx: WorkerContext, sid: int) -> None:
+    with ctx.factory() as session:
+        session.execute(update(Submission).where(Submission.id == sid).values(
+            lease_expires_at=datetime.now(UTC) - timedelta(seconds=1)))
+        session.commit()
+
+
+def test_only_one_worker_takes_the_lease(ctx: WorkerContext, add_submission: Any,
+                                         make_predictions: Any) -> None:
+    sid = add_submission(make_predictions()[0])
+    assert claim(ctx, sid, "a")
+    assert not claim(ctx, sid, "b")
+    sub = state_of(ctx, sid)
+    assert (sub.state, sub.lease_owner, sub.attempts) == ("running", "a", 1)
+
+
+def test_an_expired_lease_can_be_taken_over(ctx: WorkerContext, add_submission: Any,
+                                            make_predictions: Any) -> None:
+    sid = add_submission(make_predictions()[0])
+    assert claim(ctx, sid, "a")
+    expire_lease(ctx, sid)
+    assert claim(ctx, sid, "b")
+    assert not renew(ctx, sid, "a")
+    assert state_of(ctx, sid).attempts == 2
+
+
+def test_scoring_writes_nine_scores_and_the_predictions(ctx: WorkerContext,
+                                                        add_submission: Any,
+                                                        make_predictions: Any,
+                                                        settings: Any) -> None:
+    body, values = make_predictions(seed=3)
+    sid = add_submission(body)
+    assert score_submission(ctx, sid) == "scored"
+    sub = state_of(ctx, sid)
+    assert sub.state == "scored" and sub.lease_owner is None and sub.finished_at is not None
+    assert score_count(ctx, sid) == 9
+    stored = load_predictions(settings, sub)
+    assert stored is not None
+    assert stored.ctr == pytest.approx(values["ctr"], abs=1e-7)
+    assert stored.ctcvr == pytest.approx(values["ctr"] * values["cvr"], abs=1e-7)
+
+
+def test_a_second_delivery_of_a_scored_job_writes_nothing_new(ctx: WorkerContext,
+                                                              add_submission: Any,
+                                                              make_predictions: Any) -> None:
+    sid = add_submission(make_predictions()[0])
+    score_submission(ctx, sid)
+    assert score_submission(ctx, sid) == "skipped"
+    assert score_count(ctx, sid) == 9
+
+
+def test_worker_that_lost_its_lease_writes_no_scores(ctx: WorkerContext, add_submission: Any,
+                                                     make_predictions: Any) -> None:
+    sid = add_submission(make_predictions()[0])
+    assert claim(ctx, sid, "ghost")  # a worker that will never finish
+    expire_lease(ctx, sid)
+    with ctx.factory() as session:  # someone else took it over meanwhile
+        session.execute(update(Submission).where(Submission.id == sid).values(
+            lease_owner="other", lease_expires_at=datetime.now(UTC) + timedelta(hours=1)))
+        session.commit()
+    assert score_submission(ctx, sid) == "skipped"
+    assert score_count(ctx, sid) == 0
+
+
+def test_file_that_fails_to_parse_at_scoring_time_fails_with_the_reason(
+        ctx: WorkerContext, add_submission: Any) -> None:
+    sid = add_submission(b"row_id,ctr,cvr\n0,0.5,0.5\n")
+    assert score_submission(ctx, sid) == "failed"
+    sub = state_of(ctx, sid)
+    assert sub.state == "failed"
+    assert sub.reason and "row" in sub.reason
+    assert score_count(ctx, sid) == 0
+
+
+def test_reaper_requeues_an_expired_lease(ctx: WorkerContext, add_submission: Any,
+                                          make_predictions: Any) -> None:
+    sid = add_submission(make_predictions()[0])
+    assert claim(ctx, sid, "dead")
+    assert reap(ctx) == []  # the lease is still live
+    expire_lease(ctx, sid)
+    assert reap(ctx) == [sid]
+    sub = state_of(ctx, sid)
+    assert (sub.state, sub.lease_owner) == ("queued", None)
+    assert score_submission(ctx, sid) == "scored"
+    assert score_count(ctx, sid) == 9
+
+
+def test_reaper_fails_a_submission_out_of_attempts(ctx: WorkerContext, add_submission: Any,
+                                                   make_predictions: Any,
+                                                   settings: Any) -> None:
+    sid = add_submission(make_predictions()[0])
+    for attempt in range(settings.max_attempts):
+        assert claim(ctx, sid, f"dead{attempt}")
+        expire_lease(ctx, sid)
+        requeued = reap(ctx)
+    assert requeued == []
+    sub = state_of(ctx, sid)
+    assert sub.state == "failed"
+    assert sub.reason == f"worker died {settings.max_attempts} times"
+    assert not claim(ctx, sid, "late")
+
+
+def test_upserting_the_same_report_twice_keeps_one_row_per_key(ctx: WorkerContext,
+                                                               add_submission: Any,
+                                                               make_predictions: Any) -> None:
+    sid = add_submission(make_predictions()[0])
+    score_submission(ctx, sid)
+    with ctx.factory() as session:
+        scores = session.execute(select(Score).where(Score.submission_id == sid)).scalars()
+        splits: dict[str, dict[str, Any]] = {}
+        for s in scores:
+            splits.setdefault(s.split, {})[s.task] = {
+                "auc": s.auc, "ci_low": s.ci_low, "ci_high": s.ci_high, "logloss": s.logloss,
+                "n_pos": s.n_pos, "n_neg": s.n_neg, "reason": s.reason}
+        report = ScoreReport.from_json({"scorer_version": "1", "splits": splits})
+        upsert_scores(session, sid, report)
+        session.commit()
+    assert score_count(ctx, sid) == 9
+
+
+def test_rescore_under_a_new_scorer_version_keeps_the_old_scores(
+        ctx: WorkerContext, add_submission: Any, make_predictions: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    sid = add_submission(make_predictions()[0])
+    score_submission(ctx, sid)
+    import app.worker as worker_module
+    import evaluator.scoring as scoring
+
+    monkeypatch.setattr(scoring, "SCORER_VERSION", "2")
+    monkeypatch.setattr(worker_module, "SCORER_VERSION", "2")
+    original = scoring.score_predictions
+
+    def version_two(data: Any, predictions: Any) -> ScoreReport:
+        report = original(data, predictions)
+        return ScoreReport(scorer_version="2", scores=report.scores)
+
+    monkeypatch.setattr(worker_module, "score_predictions", version_two)
+    assert rescore(ctx, sid) == "scored"
+    assert rescore(ctx, sid) == "skipped"
+    with ctx.factory() as session:
+        versions = sorted(session.execute(select(Score.scorer_version).where(
+            Score.submission_id == sid)).scalars())
+    assert versions == ["1"] * 9 + ["2"] * 9
+    assert state_of(ctx, sid).state == "scored"
+
+
+def add_verification(ctx: WorkerContext, submission_id: int) -> int:
+    from app.models import Verification
+
+    with ctx.factory() as session:
+        ver = Verification(submission_id=submission_id, state="queued", tolerance=1e-4)
+        session.add(ver)
+        session.commit()
+        return ver.id
+
+
+def test_reaper_requeues_a_verification_whose_worker_died(ctx: WorkerContext,
+                                                          add_submission: Any,
+                                                          make_predictions: Any) -> None:
+    from app.models import Verification
+    from app.worker import claim_verification, reap_verifications
+
+    vid = add_verification(ctx, add_submission(make_predictions()[0]))
+    assert claim_verification(ctx, vid, "dead")
+    assert not claim_verification(ctx, vid, "other")
+    assert reap_verifications(ctx) == []
+    with ctx.factory() as session:
+        session.execute(update(Verification).where(Verification.id == vid).values(
+            lease_expires_at=datetime.now(UTC) - timedelta(seconds=1)))
+        session.commit()
+    assert reap_verifications(ctx) == [vid]
+    with ctx.factory() as session:
+        ver = session.get(Verification, vid)
+        assert ver is not None and (ver.state, ver.lease_owner) == ("queued", None)
+
+
+def test_verification_out_of_attempts_fails_with_the_reason(ctx: WorkerContext,
+                                                            add_submission: Any,
+                                                            make_predictions: Any,
+                                                            settings: Any) -> None:
+    from app.models import Verification
+    from app.worker import claim_verification, reap_verifications
+
+    vid = add_verification(ctx, add_submission(make_predictions()[0]))
+    for attempt in range(settings.max_attempts):
+        assert claim_verification(ctx, vid, f"dead{attempt}")
+        with ctx.factory() as session:
+            session.execute(update(Verification).where(Verification.id == vid).values(
+                lease_expires_at=datetime.now(UTC) - timedelta(seconds=1)))
+            session.commit()
+        reap_verifications(ctx)
+    with ctx.factory() as session:
+        ver = session.get(Verification, vid)
+        assert ver is not None
+        assert (ver.state, ver.verified) == ("failed", False)
+        assert ver.reason == f"worker died {settings.max_attempts} times"

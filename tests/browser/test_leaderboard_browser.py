@@ -1,0 +1,305 @@
+"""The leaderboard in a real browser (Debian's chromium + chromedriver) against a real server.
+
+The service runs as `leaderboard serve` (uvicorn and the embedded queue consumer) on a free
+loopback port with a fresh SQLite database and small synthetic test sets for NL and ES. Two
+teams submit prediction files over HTTP, one of them named like an XSS payload; the test then
+opens the leaderboard, switches country, opens a submission and sees its ROC plot. Screenshots
+go to test-output/browser/ (git-ignored) for a person to look at.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from evaluator.data.prepare import prepare_csv
+from evaluator.data.prepared import PreparedData
+from evaluator.data.synth import write_synthetic
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[2]
+LEADERBOARD = str(Path(sys.executable).parent / "leaderboard")
+OUTPUT = ROOT / "test-output" / "browser"
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+XSS_TEAM = "<script>alert(1)</script>"
+FORMULA_TEAM = '=HYPERLINK("http://evil.example","x")'
+COUNTRIES = ("NL", "ES")
+TEST_ROWS = 20_000  # enough for conversions on the public split of both countries
+
+
+def browser_available() -> bool:
+    return Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()
+
+
+if not browser_available():
+    if os.environ.get("CI"):
+        raise RuntimeError(f"the browser test needs {CHROMIUM} and {CHROMEDRIVER} in CI")
+    pytest.skip("chromium/chromedriver not installed (apt-get install chromium "
+                "chromium-driver)", allow_module_level=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    url: str
+    env: dict[str, str]
+    data_dir: Path
+
+
+def leaderboard_cli(env: dict[str, str], *args: str) -> str:
+    result = subprocess.run([LEADERBOARD, *args], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def token_of(output: str) -> str:
+    # The token is printed once; take the longest URL-safe word of the output.
+    words = re.findall(r"[A-Za-z0-9_\-\.]{30,}", output)
+    assert words, output
+    return max(words, key=len)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp("browser")
+    data_dir = tmp / "data"
+    raw = tmp / "raw"
+    write_synthetic(raw, countries=COUNTRIES, train_rows=0, test_rows=TEST_ROWS, seed=3)
+    for cc in COUNTRIES:
+        prepare_csv(raw / f"AliExpress_{cc}" / "test.csv", data_dir / "prepared" / cc)
+    port = free_port()
+    env = {**os.environ, "LB_DATA_DIR": str(data_dir),
+           "LB_DATABASE_URL": f"sqlite:///{tmp / 'lb.db'}", "LB_ENV": "development"}
+    env.pop("LB_REDIS_URL", None)
+    leaderboard_cli(env, "db", "upgrade")
+    log = (tmp / "server.log").open("wb")
+    process = subprocess.Popen(
+        [LEADERBOARD, "serve", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert process.poll() is None, (tmp / "server.log").read_text()
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.3)
+        yield Server(url=url, env=env, data_dir=data_dir)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+def prediction_csv(data: PreparedData, skill: float, seed: int) -> bytes:
+    rng = np.random.default_rng(seed)
+    click = np.asarray(data.click, dtype=float)
+    conversion = np.asarray(data.conversion, dtype=float)
+    ctr = 1 / (1 + np.exp(-(skill * click + rng.normal(size=click.size) - 3)))
+    cvr = 1 / (1 + np.exp(-(skill * conversion + rng.normal(size=click.size) - 3)))
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["row_id", "ctr", "cvr"])
+    for i in range(click.size):
+        writer.writerow([i, f"{ctr[i]:.6f}", f"{cvr[i]:.6f}"])
+    return out.getvalue().encode()
+
+
+def submit(server: Server, token: str, country: str, method: str, body: bytes) -> int:
+    response = httpx.post(
+        f"{server.url}/api/v1/submissions",
+        headers={"Authorization": f"Bearer {token}"},
+        data={"country": country, "method": method},
+        files={"file": ("predictions.csv", body, "text/csv")},
+        timeout=60,
+    )
+    assert response.status_code == 202, response.text
+    return int(response.json()["id"])
+
+
+def wait_scored(server: Server, token: str, ids: list[int]) -> None:
+    deadline = time.monotonic() + 120
+    pending = set(ids)
+    while pending:
+        for sid in list(pending):
+            state = httpx.get(f"{server.url}/api/v1/submissions/{sid}",
+                              headers={"Authorization": f"Bearer {token}"}, timeout=10).json()
+            assert state["state"] != "failed", state
+            if state["state"] == "scored":
+                pending.discard(sid)
+        assert time.monotonic() < deadline, f"not scored in time: {pending}"
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def organiser_token(server: Server) -> str:
+    return token_of(leaderboard_cli(server.env, "admin", "create-team", "organisers",
+                                    "--organiser"))
+
+
+@pytest.fixture(scope="module")
+def populated(server: Server) -> Server:
+    teams = {XSS_TEAM: 1.5, "deep-ctr": 2.5, FORMULA_TEAM: 1.0}
+    for index, (team, skill) in enumerate(teams.items()):
+        token = token_of(leaderboard_cli(server.env, "admin", "create-team", team))
+        ids = []
+        for cc in COUNTRIES:
+            data = PreparedData.open(server.data_dir / "prepared" / cc)
+            ids.append(submit(server, token, cc, f"model-{index}",
+                              prediction_csv(data, skill, seed=index)))
+        wait_scored(server, token, ids)
+    return server
+
+
+@pytest.fixture(scope="module")
+def driver() -> Iterator[object]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    profile = OUTPUT.parent / "chromium-profile"
+    shutil.rmtree(profile, ignore_errors=True)
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+                 f"--user-data-dir={profile}", "--window-size=1440,1600"):
+        options.add_argument(flag)
+    browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    browser.set_page_load_timeout(60)
+    try:
+        yield browser
+    finally:
+        browser.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def screenshot(browser: object, name: str) -> Path:
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    path = OUTPUT / f"{name}.png"
+    # Full page: shrink the window, then grow it to the document's height for the shot.
+    browser.set_window_size(1440, 900)  # type: ignore[attr-defined]
+    height = browser.execute_script(  # type: ignore[attr-defined]
+        "return document.documentElement.scrollHeight")
+    browser.set_window_size(1440, min(max(int(height), 900), 6000))  # type: ignore[attr-defined]
+    assert browser.save_screenshot(str(path))  # type: ignore[attr-defined]
+    return path
+
+
+def no_alert(browser: object) -> bool:
+    from selenium.common.exceptions import NoAlertPresentException
+
+    try:
+        browser.switch_to.alert  # type: ignore[attr-defined]  # noqa: B018
+    except NoAlertPresentException:
+        return True
+    return False
+
+
+def test_leaderboard_country_switch_and_submission_roc(populated: Server, driver: object) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser = driver
+    browser.get(populated.url + "/")  # type: ignore[attr-defined]
+    table = browser.find_element(By.ID, "leaderboard")  # type: ignore[attr-defined]
+    text = table.text
+    assert "deep-ctr" in text
+    assert XSS_TEAM in text  # shown as text ...
+    assert no_alert(browser)  # ... never run
+    assert browser.find_elements(By.CSS_SELECTOR, "#leaderboard .ci")  # type: ignore[attr-defined]
+    assert browser.find_elements(By.CSS_SELECTOR, "#leaderboard .group")  # type: ignore[attr-defined]
+    screenshot(browser, "overall")
+
+    browser.find_element(By.ID, "nav-ES").click()  # type: ignore[attr-defined]
+    assert browser.current_url.endswith("/country/ES")  # type: ignore[attr-defined]
+    heading = browser.find_element(By.TAG_NAME, "h1").text  # type: ignore[attr-defined]
+    assert "ES" in heading
+    plots = browser.find_elements(By.CSS_SELECTOR, "svg.plot")  # type: ignore[attr-defined]
+    assert len(plots) == 4  # three CI plots and the CTR-vs-CVR scatter
+    assert no_alert(browser)
+    screenshot(browser, "country-ES")
+
+    link = browser.find_element(  # type: ignore[attr-defined]
+        By.XPATH, "//tr[.//span[@class='name' and text()='deep-ctr']]//a[@class='auc']")
+    link.click()
+    assert "/submissions/" in browser.current_url  # type: ignore[attr-defined]
+    submission_id = browser.current_url.rsplit("/", 1)[-1]  # type: ignore[attr-defined]
+    result = httpx.get(f"{populated.url}/api/v1/results/{submission_id}", timeout=10).json()
+    defined = [t for t, s in result["scores"]["public"].items() if s["auc"] is not None]
+    assert "ctr" in defined
+    curves = browser.find_elements(By.CSS_SELECTOR, "#roc polyline.roc-curve")  # type: ignore[attr-defined]
+    assert len(curves) == len(defined)  # one curve per task with both classes on the split
+    assert "deep-ctr" in browser.find_element(By.TAG_NAME, "h1").text  # type: ignore[attr-defined]
+    screenshot(browser, "submission")
+
+
+def test_organiser_logs_in_and_reveals_the_private_split(
+    populated: Server, driver: object, organiser_token: str,
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser = driver
+    browser.get(populated.url + "/organiser")  # type: ignore[attr-defined]
+    browser.find_element(By.ID, "token").send_keys(organiser_token)  # type: ignore[attr-defined]
+    browser.find_element(By.CSS_SELECTOR, "form.login button").click()  # type: ignore[attr-defined]
+    assert "Logged in" in browser.find_element(By.CLASS_NAME, "flash").text  # type: ignore[attr-defined]
+    cookie = browser.get_cookie("lb_org")  # type: ignore[attr-defined]
+    assert cookie is not None
+    assert cookie["httpOnly"] is True
+    assert cookie["sameSite"] == "Strict"
+    assert organiser_token not in cookie["value"]
+    table = browser.find_element(By.ID, "org-submissions").text  # type: ignore[attr-defined]
+    assert XSS_TEAM in table
+    assert no_alert(browser)
+    screenshot(browser, "organiser")
+
+    browser.find_element(By.ID, "reveal").click()  # type: ignore[attr-defined]
+    assert "revealed" in browser.find_element(By.CLASS_NAME, "flash").text  # type: ignore[attr-defined]
+    audit = browser.find_element(By.ID, "audit").text  # type: ignore[attr-defined]
+    assert "organisers" in audit
+    assert "reveal" in audit
+    browser.get(populated.url + "/")  # type: ignore[attr-defined]
+    assert "private" in browser.find_element(By.CLASS_NAME, "split").text  # type: ignore[attr-defined]
+    assert httpx.get(f"{populated.url}/api/v1/leaderboard", timeout=10).json()["split"] == (
+        "private")
+    screenshot(browser, "overall-revealed")
+
+
+def test_csv_export_neutralises_formula_team_names(populated: Server) -> None:
+    response = httpx.get(f"{populated.url}/api/v1/leaderboard?format=csv", timeout=30)
+    assert response.status_code == 200
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    teams = {row["team"] for row in rows if row["kind"] == "measured"}
+    assert "'" + FORMULA_TEAM in teams
+    assert XSS_TEAM in teams  # plain text in a CSV; nothing to execute there
+    assert FORMULA_TEAM not in teams

@@ -1,0 +1,116 @@
+"""The batched loop and the output checks, in this process (no sandbox needed for these)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from evaluator.checkpoint.inference import OutputError, check_values, output_columns, predict
+
+NAMES = ("ctr", "cvr")
+
+
+def _features(rows: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return (
+        rng.integers(0, 50, size=(rows, 16)).astype(np.int32),
+        rng.random((rows, 63), dtype=np.float32),
+    )
+
+
+def test_a_two_column_tensor_is_accepted() -> None:
+    out = torch.rand(5, 2)
+    assert torch.equal(output_columns(out, 5, NAMES), out)
+
+
+def test_a_list_of_column_tensors_is_stacked_in_order() -> None:
+    ctr, cvr = torch.rand(5), torch.rand(5)
+    assert torch.equal(output_columns([ctr, cvr], 5, NAMES), torch.stack([ctr, cvr], dim=1))
+
+
+def test_a_single_column_output_names_its_shape_and_the_expected_one() -> None:
+    with pytest.raises(OutputError, match=r"shape \[B, 1\], expected \[B, 2\] \(ctr, cvr\)"):
+        output_columns(torch.rand(5, 1), 5, NAMES)
+
+
+def test_an_output_with_the_wrong_row_count_is_refused() -> None:
+    with pytest.raises(OutputError, match=r"shape \[4, 2\], expected \[B, 2\].*B = 5"):
+        output_columns(torch.rand(4, 2), 5, NAMES)
+
+
+def test_a_tuple_with_too_few_items_is_refused() -> None:
+    with pytest.raises(OutputError, match="tuple of 1 items"):
+        output_columns((torch.rand(5),), 5, NAMES)
+
+
+def test_column_tensors_of_shape_b_by_1_are_refused() -> None:
+    with pytest.raises(OutputError, match=r"output cvr has shape \[B, 1\], expected \[B\]"):
+        output_columns([torch.rand(5), torch.rand(5, 1)], 5, NAMES)
+
+
+def test_a_dict_output_is_refused() -> None:
+    with pytest.raises(OutputError, match="output is a dict"):
+        output_columns({"ctr": torch.rand(5)}, 5, NAMES)
+
+
+def test_integer_outputs_are_refused() -> None:
+    with pytest.raises(OutputError, match=r"dtype torch\.int64"):
+        output_columns(torch.ones(5, 2, dtype=torch.int64), 5, NAMES)
+
+
+def test_values_outside_the_unit_interval_are_refused_with_the_first_row() -> None:
+    out = torch.rand(2, 10, dtype=torch.float64)
+    out[0, 7] = 1.5
+    out[0, 8] = -0.1
+    with pytest.raises(OutputError, match=r"ctr is outside \[0, 1\] at 2 rows \(first row_id 7"):
+        check_values(out, NAMES)
+
+
+def test_infinite_values_are_refused() -> None:
+    out = torch.rand(2, 10, dtype=torch.float64)
+    out[1, 2] = float("inf")
+    with pytest.raises(OutputError, match=r"cvr is not a finite number at 1 row \(first row_id 2"):
+        check_values(out, NAMES)
+
+
+def test_batched_prediction_equals_one_big_forward() -> None:
+    categorical, numerical = _features(1000)
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(63, 2)
+
+    def model(cat: torch.Tensor, num: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(linear(num) + cat[:, :2].float() / 100)
+
+    got = predict(model, categorical, numerical, NAMES, torch.device("cpu"), batch_size=96)
+    with torch.inference_mode():
+        want = model(torch.from_numpy(categorical).long(), torch.from_numpy(numerical))
+    np.testing.assert_allclose(got, want.double().numpy().T, rtol=0, atol=1e-6)
+
+
+def test_the_model_gets_int64_categoricals_and_float32_numericals() -> None:
+    categorical, numerical = _features(10)
+    seen: list[tuple[torch.dtype, torch.dtype, tuple[int, ...], tuple[int, ...]]] = []
+
+    def model(cat: torch.Tensor, num: torch.Tensor) -> torch.Tensor:
+        seen.append((cat.dtype, num.dtype, tuple(cat.shape), tuple(num.shape)))
+        return torch.full((cat.shape[0], 2), 0.5)
+
+    predict(model, categorical, numerical, NAMES, torch.device("cpu"), batch_size=4)
+    assert seen == [
+        (torch.int64, torch.float32, (4, 16), (4, 63)),
+        (torch.int64, torch.float32, (4, 16), (4, 63)),
+        (torch.int64, torch.float32, (2, 16), (2, 63)),
+    ]
+
+
+def test_a_model_writing_into_its_inputs_does_not_change_the_test_set() -> None:
+    categorical, numerical = _features(10)
+    before = numerical.copy()
+
+    def model(cat: torch.Tensor, num: torch.Tensor) -> torch.Tensor:
+        num.fill_(7.0)
+        return torch.full((cat.shape[0], 2), 0.5)
+
+    predict(model, categorical, numerical, NAMES, torch.device("cpu"), batch_size=4)
+    np.testing.assert_array_equal(numerical, before)

@@ -1,0 +1,216 @@
+"""The sandbox itself, with arbitrary Python inside it (the worst case: code that escaped
+TorchScript). Each test runs a fresh sandboxed child through `sandbox.launch`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from evaluator.checkpoint.sandbox import (
+    Limits,
+    SandboxPolicy,
+    default_read_paths,
+    launch,
+)
+
+PAYLOAD = "tests.evaluator.checkpoint.sandbox_payload"
+
+
+def _run(actions: list[dict[str, Any]], wall_time_s: float = 60, **policy: Any) -> Any:
+    sandbox_policy = SandboxPolicy(
+        limits=Limits(wall_time_s=wall_time_s), read_paths=default_read_paths(), **policy
+    )
+    return launch(
+        PAYLOAD,
+        {"policy": sandbox_policy.to_json(), "actions": actions},
+        wall_time_s=wall_time_s,
+        max_result_bytes=1 << 20,
+    )
+
+
+def _outcomes(outcome: Any) -> list[dict[str, Any]]:
+    assert outcome.returncode == 0, outcome.output_tail
+    return list(json.loads(outcome.result)["outcomes"])
+
+
+class _Listener:
+    """A TCP or unix server in this process that records whether anyone connected."""
+
+    def __init__(self, family: socket.AddressFamily, address: Any) -> None:
+        self.sock = socket.socket(family)
+        self.sock.bind(address)
+        self.sock.listen()
+        self.sock.settimeout(0.2)
+        self.connections = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.connections += 1
+            conn.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sock.close()
+
+
+@pytest.fixture
+def tcp_listener() -> Iterator[_Listener]:
+    listener = _Listener(socket.AF_INET, ("127.0.0.1", 0))
+    yield listener
+    listener.close()
+
+
+def test_code_in_the_sandbox_cannot_open_a_tcp_connection(tcp_listener: _Listener) -> None:
+    port = tcp_listener.sock.getsockname()[1]
+    # Reachable from outside the sandbox, so a refusal below is the sandbox's doing.
+    with socket.create_connection(("127.0.0.1", port), timeout=2):
+        pass
+    deadline = time.monotonic() + 5
+    while tcp_listener.connections < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert tcp_listener.connections == 1
+    (outcome,) = _outcomes(_run([{"kind": "tcp", "port": port}]))
+    assert outcome["ok"] is False
+    # Landlock refuses the connect (EACCES) where the kernel has ABI >= 4; the empty network
+    # namespace would answer "unreachable" or "refused" otherwise.
+    assert any(word in outcome["error"] for word in ("Permission denied", "unreachable", "refused"))
+    time.sleep(0.5)
+    assert tcp_listener.connections == 1
+
+
+def test_code_in_the_sandbox_cannot_reach_a_unix_socket_under_tmp(tmp_path: Path) -> None:
+    path = tmp_path / "service.sock"
+    listener = _Listener(socket.AF_UNIX, str(path))
+    try:
+        (outcome,) = _outcomes(_run([{"kind": "unix", "path": str(path)}]))
+    finally:
+        listener.close()
+    assert outcome["ok"] is False
+    assert listener.connections == 0
+
+
+def test_code_in_the_sandbox_cannot_write_files(tmp_path: Path) -> None:
+    target = tmp_path / "pwned.txt"
+    outcomes = _outcomes(_run([{"kind": "write", "path": str(target)}]))
+    assert outcomes[0]["ok"] is False
+    assert not target.exists()
+
+
+def test_landlock_alone_refuses_writes_where_nothing_is_hidden(tmp_path: Path) -> None:
+    os.chmod(tmp_path, 0o777)
+    target = tmp_path / "pwned.txt"
+    (outcome,) = _outcomes(_run([{"kind": "write", "path": str(target)}], hidden_paths=()))
+    assert outcome["ok"] is False
+    assert "Permission denied" in outcome["error"]
+    assert not target.exists()
+
+
+def test_code_in_the_sandbox_cannot_read_etc_passwd() -> None:
+    (outcome,) = _outcomes(_run([{"kind": "read", "path": "/etc/passwd"}]))
+    assert outcome["ok"] is False
+    assert "Permission denied" in outcome["error"]
+
+
+def test_code_in_the_sandbox_cannot_signal_processes_outside_it() -> None:
+    (outcome,) = _outcomes(_run([{"kind": "signal", "pid": os.getpid()}]))
+    assert outcome["ok"] is False
+
+
+def test_code_in_the_sandbox_runs_as_nobody_when_started_as_root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("dropping to nobody happens only when the worker runs as root")
+    (outcome,) = _outcomes(_run([{"kind": "uid"}]))
+    assert outcome["value"] == [65534, 65534, 65534]
+
+
+def test_a_sleeping_child_is_killed_at_the_wall_time_limit() -> None:
+    outcome = _run([{"kind": "sleep", "seconds": 600}], wall_time_s=5)
+    assert outcome.wall_timed_out
+    assert outcome.term_signal == signal.SIGKILL
+    assert outcome.wall_s < 30
+
+
+def test_a_crashing_child_is_reported_with_its_signal() -> None:
+    outcome = _run([{"kind": "segfault"}])
+    assert outcome.term_signal == signal.SIGSEGV
+    assert not outcome.wall_timed_out
+
+
+def test_the_child_asks_to_be_killed_when_its_parent_dies() -> None:
+    (outcome,) = _outcomes(_run([{"kind": "pdeathsig"}]))
+    assert outcome["value"] == signal.SIGKILL
+
+
+_WORKER = """
+import sys
+from evaluator.checkpoint.sandbox import Limits, SandboxPolicy, default_read_paths, launch
+policy = SandboxPolicy(limits=Limits(wall_time_s=600), read_paths=default_read_paths())
+launch(sys.argv[1], {"policy": policy.to_json(), "actions": [{"kind": "sleep", "seconds": 600}]},
+       wall_time_s=600, max_result_bytes=1 << 20)
+"""
+
+
+def _state(pid: int) -> str | None:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    return f"{fields['State'].split()[0]} {fields['Uid'].split()[0]}"
+
+
+def test_a_running_child_dies_with_a_worker_killed_mid_job() -> None:
+    worker = subprocess.Popen([sys.executable, "-c", _WORKER, PAYLOAD])
+    try:
+        child = None
+        deadline = time.monotonic() + 60
+        # Wait until the child has sealed itself (it runs as nobody from then on).
+        while time.monotonic() < deadline:
+            children = Path(f"/proc/{worker.pid}/task/{worker.pid}/children").read_text().split()
+            if children and (_state(int(children[0])) or "").endswith(" 65534"):
+                child = int(children[0])
+                break
+            time.sleep(0.1)
+        assert child is not None, "the sandboxed child never started"
+        time.sleep(0.5)
+        worker.kill()
+        worker.wait()
+        while time.monotonic() < deadline:
+            state = _state(child)
+            if state is None or state.startswith("Z"):
+                break
+            time.sleep(0.1)
+        assert state is None or state.startswith("Z"), state
+    finally:
+        worker.kill()
+        worker.wait()
+
+
+def test_a_hidden_folder_holding_the_python_installation_stays_visible(tmp_path: Path) -> None:
+    import evaluator
+
+    package_parent = str(Path(evaluator.__file__).resolve().parent.parent)
+    hidden = (package_parent, str(tmp_path))
+    outcome = _run([{"kind": "uid"}], hidden_paths=hidden)
+    measures = json.loads(outcome.result)["measures"]
+    assert f"hidden: {tmp_path}" in measures
+    assert f"left visible (needed to run): {package_parent}" in measures
