@@ -1,0 +1,450 @@
+"""Who may see and do what, through the real app (TestClient, queue in immediate mode) on SQLite
+and PostgreSQL: another team's submissions are 'not found', organiser endpoints refuse
+participants, private-split figures stay out of every response until the reveal, and tokens
+are kept only as digests compared in constant time."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import inspect, select, text
+
+from app.auth import TOKEN_PREFIX, digest, team_for_token
+from app.db import make_engine, session_factory
+from app.models import ApiToken, AuditLog, ChallengeState, Score, Submission, Team, Verification
+
+# Every route of the app and who may call it. A new route fails
+# test_every_route_has_an_access_class until it is placed here (and so covered below).
+PUBLIC, TEAM, ORGANISER, ORGANISER_PAGE = "public", "team", "organiser", "organiser page"
+ACCESS: dict[tuple[str, str], str] = {
+    ("GET", "/openapi.json"): PUBLIC,
+    ("GET", "/docs"): PUBLIC,
+    ("GET", "/docs/oauth2-redirect"): PUBLIC,
+    ("GET", "/redoc"): PUBLIC,
+    ("GET", "/health"): PUBLIC,
+    ("GET", "/"): PUBLIC,
+    ("GET", "/country/{country}"): PUBLIC,
+    ("GET", "/submissions/{submission_id}"): PUBLIC,
+    ("GET", "/static/{name}"): PUBLIC,
+    ("GET", "/api/v1/leaderboard"): PUBLIC,
+    ("GET", "/api/v1/leaderboard/{country}"): PUBLIC,
+    ("GET", "/api/v1/results/{submission_id}"): PUBLIC,
+    ("POST", "/api/v1/submissions"): TEAM,
+    ("GET", "/api/v1/submissions"): TEAM,
+    ("GET", "/api/v1/submissions/{submission_id}"): TEAM,
+    ("GET", "/api/v1/me"): TEAM,
+    ("POST", "/api/v1/submissions/{submission_id}/verify"): ORGANISER,
+    ("GET", "/api/v1/submissions/{submission_id}/verifications"): ORGANISER,
+    ("GET", "/api/v1/teams"): ORGANISER,
+    ("POST", "/api/v1/teams"): ORGANISER,
+    ("GET", "/api/v1/teams/{team_id}/tokens"): ORGANISER,
+    ("POST", "/api/v1/teams/{team_id}/tokens"): ORGANISER,
+    ("POST", "/api/v1/tokens/{token_id}/revoke"): ORGANISER,
+    ("POST", "/api/v1/organiser/submissions/{submission_id}/hide"): ORGANISER,
+    ("POST", "/api/v1/organiser/submissions/{submission_id}/unhide"): ORGANISER,
+    ("POST", "/api/v1/organiser/submissions/{submission_id}/disqualify"): ORGANISER,
+    ("POST", "/api/v1/organiser/submissions/{submission_id}/requalify"): ORGANISER,
+    ("POST", "/api/v1/organiser/rescore"): ORGANISER,
+    ("POST", "/api/v1/organiser/reveal"): ORGANISER,
+    ("POST", "/api/v1/organiser/unreveal"): ORGANISER,
+    ("GET", "/api/v1/organiser/audit"): ORGANISER,
+    ("GET", "/organiser"): ORGANISER_PAGE,
+    ("POST", "/organiser/login"): ORGANISER_PAGE,
+    ("POST", "/organiser/logout"): ORGANISER_PAGE,
+    ("POST", "/organiser/action"): ORGANISER_PAGE,
+}
+# Bodies that would succeed for an organiser, so a refusal is the auth check and not validation.
+BODIES: dict[str, dict[str, Any]] = {
+    "/api/v1/teams": {"name": "made-by-a-participant"},
+    "/api/v1/submissions/{submission_id}/verify": {"tolerance": 0.5},
+    "/api/v1/organiser/submissions/{submission_id}/hide": {"reason": "participant"},
+    "/api/v1/organiser/submissions/{submission_id}/disqualify": {"reason": "participant"},
+    "/api/v1/organiser/rescore": {},
+}
+NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def app_routes(app: Any) -> Iterator[tuple[str, str]]:
+    """(method, path) of every route, through FastAPI's included-router wrappers too."""
+    for route in app.routes:
+        contexts = (route.effective_route_contexts()
+                    if hasattr(route, "effective_route_contexts") else [route])
+        for context in contexts:
+            for method in sorted(set(getattr(context, "methods", None) or ()) - {"HEAD"}):
+                yield method, context.path
+
+
+def upload(client: Any, token: str, body: bytes, method: str = "mine",
+           key: str | None = None) -> Any:
+    headers = bearer(token) | ({"Idempotency-Key": key} if key else {})
+    return client.post("/api/v1/submissions", headers=headers,
+                       files={"file": ("predictions.csv", body, "text/csv")},
+                       data={"country": "NL", "method": method})
+
+
+class World:
+    """Two competing teams and an organiser; team A has one scored submission."""
+
+    def __init__(self, client: Any, make_team: Any, make_predictions: Any,
+                 settings: Any) -> None:
+        self.client = client
+        self.settings = settings
+        self.a, self.a_token = make_team("team-a")
+        self.b, self.b_token = make_team("team-b")
+        _, self.org_token = make_team("organisers", organiser=True)
+        response = upload(client, self.a_token, make_predictions(seed=11)[0],
+                          method="a-secret-method", key="a-key-1")
+        assert response.status_code == 202, response.text
+        self.a_sid: int = response.json()["id"]
+        assert self.get(f"/api/v1/submissions/{self.a_sid}",
+                        self.a_token).json()["state"] == "scored"
+        with self.session() as session:
+            self.a_token_id = session.execute(
+                select(ApiToken.id).where(ApiToken.team_id == self.a.id)).scalar_one()
+
+    def session(self) -> Any:
+        engine = make_engine(self.settings)
+        factory = session_factory(engine)
+
+        class Closing:
+            def __enter__(self) -> Any:
+                self.session = factory()
+                return self.session
+
+            def __exit__(self, *_: object) -> None:
+                self.session.close()
+                engine.dispose()
+
+        return Closing()
+
+    def get(self, path: str, token: str | None = None) -> Any:
+        return self.client.get(path, headers=bearer(token) if token else {})
+
+    def fill(self, path: str) -> str:
+        return (path.replace("{submission_id}", str(self.a_sid))
+                .replace("{team_id}", str(self.a.id)).replace("{token_id}", str(self.a_token_id))
+                .replace("{country}", "NL").replace("{name}", "style.css"))
+
+    def call(self, method: str, template: str, headers: dict[str, str]) -> Any:
+        path = self.fill(template)
+        if method == "GET":
+            return self.client.get(path, headers=headers)
+        if template == "/api/v1/submissions":
+            return self.client.post(path, headers=headers, data={"country": "NL", "method": "x"},
+                                    files={"file": ("p.csv", b"row_id,ctr,cvr\n", "text/csv")})
+        return self.client.post(path, headers=headers, json=BODIES.get(template))
+
+
+@pytest.fixture
+def world(client: Any, make_team: Any, make_predictions: Any, settings: Any) -> World:
+    return World(client, make_team, make_predictions, settings)
+
+
+# ------------------------------------------------------------------------------- the routes
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_every_route_has_an_access_class(client: Any) -> None:
+    assert set(app_routes(client.app)) == set(ACCESS)
+
+
+# ------------------------------------------------------------------- another team's submission
+
+
+def test_other_teams_submission_is_not_found_on_every_route_taking_its_id(world: World) -> None:
+    missing = 2**31 - 2
+    for method, template in (k for k in ACCESS if "{submission_id}" in k[1]):
+        kind = ACCESS[(method, template)]
+        response = world.call(method, template, bearer(world.b_token))
+        body = response.text
+        assert "a-secret-method" not in body or kind == PUBLIC, (method, template)
+        if kind == ORGANISER:
+            assert response.status_code == 403, (method, template, body)
+        elif kind == TEAM:
+            assert response.status_code == 404, (method, template, body)
+            # Word for word the answer about an id that does not exist: ids reveal nothing.
+            other = world.call(method, template.replace("{submission_id}", str(missing)),
+                               bearer(world.b_token))
+            assert (other.status_code, other.text.replace(str(missing), "ID")) == (
+                404, body.replace(str(world.a_sid), "ID"))
+        else:
+            # The public board's view of a scored submission: public, and only the public split.
+            assert kind == PUBLIC and response.status_code == 200, (method, template)
+            assert "a-key-1" not in body
+    listed = world.get("/api/v1/submissions", world.b_token)
+    assert listed.status_code == 200 and listed.json() == []
+
+
+def test_unscored_or_hidden_submission_is_not_found_on_public_routes(world: World) -> None:
+    with world.session() as session:
+        failed = Submission(team_id=world.a.id, country="NL", method="a-failed-method",
+                            state="failed", reason="a-private-failure-reason", attempts=3)
+        session.add(failed)
+        session.commit()
+        failed_id = failed.id
+    hidden = world.client.post(f"/api/v1/organiser/submissions/{world.a_sid}/hide",
+                               headers=bearer(world.org_token), json={"reason": "test"})
+    assert hidden.status_code == 200, hidden.text
+    for sid in (failed_id, world.a_sid):
+        for path in (f"/api/v1/results/{sid}", f"/submissions/{sid}"):
+            for token in (None, world.b_token):
+                response = world.get(path, token)
+                assert response.status_code == 404, (path, response.text)
+                assert "a-private-failure-reason" not in response.text
+                assert "a-failed-method" not in response.text
+        response = world.get(f"/api/v1/submissions/{sid}", world.b_token)
+        assert response.status_code == 404
+    # The owner still sees both, with the reason.
+    own = world.get(f"/api/v1/submissions/{failed_id}", world.a_token).json()
+    assert own["reason"] == "a-private-failure-reason"
+
+
+def test_same_idempotency_key_from_another_team_is_a_new_submission(
+        world: World, make_predictions: Any) -> None:
+    response = upload(world.client, world.b_token, make_predictions(seed=12)[0], key="a-key-1")
+    assert response.status_code == 202, response.text
+    assert response.json()["id"] != world.a_sid and response.json()["duplicate"] is False
+
+
+# ------------------------------------------------------------------------ organiser endpoints
+
+
+def test_participant_is_refused_every_organiser_endpoint_and_changes_nothing(
+        world: World) -> None:
+    before = organiser_state(world)
+    for method, template in (k for k, kind in ACCESS.items() if kind == ORGANISER):
+        response = world.call(method, template, bearer(world.b_token))
+        assert response.status_code == 403, (method, template, response.text)
+        assert response.json()["error"] == "forbidden"
+    assert organiser_state(world) == before
+    # A's token was not revoked by B's attempt.
+    assert world.get("/api/v1/me", world.a_token).status_code == 200
+
+
+def test_participant_token_opens_no_organiser_page(world: World) -> None:
+    login = world.client.post("/organiser/login", data={"token": world.b_token},
+                              follow_redirects=False)
+    assert login.status_code == 303 and "err=token" in login.headers["location"]
+    assert "lb_org" not in login.headers.get("set-cookie", "")
+    page = world.client.get("/organiser", headers=bearer(world.b_token))
+    assert page.status_code == 200 and "a-secret-method" not in page.text
+    before = organiser_state(world)
+    forged = {"Cookie": f"lb_org={world.b.id}.9999999999.{'0' * 64}"}
+    for headers in (bearer(world.b_token), forged):
+        action = world.client.post("/organiser/action", headers=headers, follow_redirects=False,
+                                   data={"action": "reveal", "csrf": "x"})
+        assert action.status_code == 303 and "err=login" in action.headers["location"]
+    assert organiser_state(world) == before
+
+
+def test_no_or_bad_token_is_401_on_every_team_and_organiser_endpoint(world: World) -> None:
+    with world.session() as session:
+        revoked = session.get(ApiToken, world.a_token_id)
+        assert revoked is not None
+        revoked.revoked_at = revoked.created_at
+        session.commit()
+    near_miss = world.b_token[:-1] + ("A" if world.b_token[-1] != "A" else "B")
+    attempts: list[dict[str, str]] = [
+        {}, bearer(world.a_token), bearer(near_miss), bearer(TOKEN_PREFIX),
+        {"Authorization": f"Basic {world.b_token}"}, {"Authorization": world.b_token},
+    ]
+    for method, template in (k for k, kind in ACCESS.items() if kind in (TEAM, ORGANISER)):
+        for headers in attempts:
+            response = world.call(method, template, headers)
+            assert response.status_code == 401, (method, template, headers, response.text)
+            assert response.headers["www-authenticate"] == "Bearer"
+
+
+def organiser_state(world: World) -> dict[str, Any]:
+    """Everything an organiser endpoint could change."""
+    with world.session() as session:
+        return {
+            "teams": session.execute(select(Team.name).order_by(Team.id)).scalars().all(),
+            "tokens": session.execute(select(ApiToken.id, ApiToken.revoked_at)
+                                      .order_by(ApiToken.id)).all(),
+            "submissions": session.execute(
+                select(Submission.id, Submission.hidden, Submission.disqualified,
+                       Submission.state).order_by(Submission.id)).all(),
+            "scores": session.execute(select(Score.id).order_by(Score.id)).scalars().all(),
+            "verifications": session.execute(select(Verification.id)).scalars().all(),
+            "revealed": session.execute(select(ChallengeState.revealed)).scalars().all(),
+            "audit": session.execute(select(AuditLog.id, AuditLog.actor_team_id)
+                                     .order_by(AuditLog.id)).all(),
+        }
+
+
+# ------------------------------------------------------------------------ private-split scores
+
+
+def renderings(value: float) -> set[str]:
+    """The ways a figure is written in this service's responses and pages."""
+    return {repr(value), repr(round(value, 6)), repr(round(value, 4)), f"{value:.6f}",
+            f"{value:.5f}", f"{value:.4f}", f"{value:.3f}"}
+
+
+def numeric_tokens(body: str) -> set[str]:
+    return set(NUMBER.findall(body))
+
+
+def numbers_under(data: Any, keys: set[str], inside: bool = False) -> list[float]:
+    """Every number nested under a dict key in `keys`, anywhere in a JSON document."""
+    if isinstance(data, dict):
+        return [n for k, v in data.items() for n in numbers_under(v, keys, inside or k in keys)]
+    if isinstance(data, list):
+        return [n for v in data for n in numbers_under(v, keys, inside)]
+    is_number = isinstance(data, int | float) and not isinstance(data, bool)
+    return [data] if inside and is_number else []
+
+
+def readable_pages(world: World) -> list[tuple[str, str | None]]:
+    """Every GET a participant or a visitor can make, with the token it is made with."""
+    paths = ["/", "/?rank=average_rank", "/health"]
+    for country in ("NL", "ES", "FR", "US"):
+        paths += [f"/country/{country}", f"/api/v1/leaderboard/{country}",
+                  f"/api/v1/leaderboard/{country}?format=csv"]
+    for rank in ("mean_auc", "average_rank"):
+        paths += [f"/api/v1/leaderboard?rank={rank}",
+                  f"/api/v1/leaderboard?rank={rank}&format=csv"]
+    paths += [f"/api/v1/results/{world.a_sid}", f"/submissions/{world.a_sid}"]
+    pages: list[tuple[str, str | None]] = [(p, None) for p in paths]
+    pages += [(p, world.b_token) for p in paths]
+    pages += [(p, world.a_token) for p in (
+        "/api/v1/submissions", f"/api/v1/submissions/{world.a_sid}", "/api/v1/me")]
+    return pages
+
+
+def hidden_and_visible_values(world: World) -> tuple[list[float], list[float]]:
+    """(private and full split figures, public split figures) as stored for A's submission."""
+    hidden: list[float] = []
+    visible: list[float] = []
+    with world.session() as session:
+        for score in session.execute(select(Score)).scalars():
+            figures = [v for v in (score.auc, score.ci_low, score.ci_high, score.logloss)
+                       if v is not None]
+            (visible if score.split == "public" else hidden).extend(figures)
+    return hidden, visible
+
+
+def tokens_without_a(world: World) -> set[str]:
+    """The numbers on every readable page while A's submission is off the board."""
+    def flag(action: str) -> None:
+        response = world.client.post(f"/api/v1/organiser/submissions/{world.a_sid}/{action}",
+                                     headers=bearer(world.org_token), json={"reason": "test"})
+        assert response.status_code == 200, response.text
+
+    flag("hide")
+    try:
+        return {t for path, token in readable_pages(world)
+                for t in numeric_tokens(world.get(path, token).text)}
+    finally:
+        flag("unhide")
+
+
+def test_private_scores_appear_nowhere_before_the_reveal_and_everywhere_after(
+        world: World) -> None:
+    hidden, visible = hidden_and_visible_values(world)
+    with world.session() as session:
+        private_aucs = session.execute(select(Score.auc).where(
+            Score.split == "private", Score.auc.is_not(None))).scalars().all()
+    assert len(private_aucs) == 3
+    hidden.append(sum(private_aucs) / len(private_aucs))  # the private mean AUC of a row
+    # Figures that show without A's submission (the published reference results) or are
+    # A's public ones cannot tell a leak from a coincidence; every other form of each
+    # private figure is looked for.
+    allowed = {r for v in visible for r in renderings(v)} | tokens_without_a(world)
+    forbidden = {r for v in hidden for r in renderings(v)} - allowed
+    # The check is not empty: each private AUC keeps at least its 6-digit form.
+    assert all(repr(round(v, 6)) in forbidden for v in private_aucs)
+
+    for path, token in readable_pages(world):
+        response = world.get(path, token)
+        assert response.status_code == 200, (path, response.text)
+        leaked = numeric_tokens(response.text) & forbidden
+        assert not leaked, f"{path} shows private-split figures before the reveal: {leaked}"
+        if response.headers["content-type"].startswith("application/json"):
+            data = response.json()
+            assert numbers_under(data, {"private", "full"}) == [], path
+
+    reveal = world.client.post("/api/v1/organiser/reveal", headers=bearer(world.org_token))
+    assert reveal.status_code == 200 and reveal.json()["revealed"] is True
+    # Now the same detector finds them: in the board (6 digits), the result (full
+    # precision) and the country page (4 digits).
+    board = numeric_tokens(world.get("/api/v1/leaderboard/NL").text)
+    assert {repr(round(v, 6)) for v in private_aucs} <= board
+    result = numeric_tokens(world.get(f"/api/v1/results/{world.a_sid}").text)
+    assert {repr(v) for v in private_aucs} <= result
+    assert {f"{v:.4f}" for v in private_aucs} <= numeric_tokens(world.get("/country/NL").text)
+    own = world.get(f"/api/v1/submissions/{world.a_sid}", world.a_token).json()
+    assert {round(own["scores"]["private"][t]["auc"], 6) for t in ("ctr", "cvr", "ctcvr")} == {
+        round(v, 6) for v in private_aucs}
+
+
+# ------------------------------------------------------------------------------------- tokens
+
+
+def test_no_part_of_a_token_beyond_its_lookup_prefix_is_stored_anywhere(world: World) -> None:
+    secrets = [world.a_token, world.b_token, world.org_token]
+    created = world.client.post("/api/v1/teams", headers=bearer(world.org_token),
+                                json={"name": "team-c"})
+    assert created.status_code == 201
+    secrets.append(created.json()["token"])
+    issued = world.client.post(f"/api/v1/teams/{world.a.id}/tokens",
+                               headers=bearer(world.org_token))
+    assert issued.status_code == 201
+    secrets.append(issued.json()["token"])
+    # The lookup prefix (8 characters after `mtme_`) is stored on purpose; any 9 consecutive
+    # characters of the random part would be more than that.
+    pieces = {s[i:i + 9] for s in secrets for i in range(len(TOKEN_PREFIX), len(s) - 8)}
+    engine = make_engine(world.settings)
+    try:
+        with engine.connect() as conn:
+            for table in inspect(conn).get_table_names():
+                for row in conn.execute(text(f'SELECT * FROM "{table}"')):
+                    for value in row:
+                        stored = json.dumps(value) if isinstance(value, dict | list) else str(
+                            value)
+                        found = [p for p in pieces if p in stored]
+                        assert not found, f"{table} stores part of a token: {stored!r}"
+        with session_factory(engine)() as session:
+            digests = set(session.execute(select(ApiToken.digest)).scalars())
+    finally:
+        engine.dispose()
+    assert {digest(s) for s in secrets} <= digests
+
+
+def test_token_is_checked_with_a_constant_time_digest_comparison(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[Any, Any, bool]] = []
+    real = hmac.compare_digest
+
+    def recording(a: Any, b: Any) -> bool:
+        result = real(a, b)
+        calls.append((a, b, result))
+        return result
+
+    monkeypatch.setattr(hmac, "compare_digest", recording)
+    near_miss = world.b_token[:-1] + ("A" if world.b_token[-1] != "A" else "B")
+    with world.session() as session:
+        assert team_for_token(session, near_miss) is None
+        assert calls == [(digest(world.b_token), digest(near_miss), False)]
+        calls.clear()
+        found = team_for_token(session, world.b_token)
+        assert found is not None and found.id == world.b.id
+        assert calls == [(digest(world.b_token), digest(world.b_token), True)]
+        calls.clear()
+        # A token with an unknown prefix is refused by the indexed lookup: no comparison with
+        # any stored digest, and no secret in the query (the prefix is not secret).
+        assert team_for_token(session, TOKEN_PREFIX + "z" * 43) is None
+        assert calls == []
+    # The same path answers HTTP requests.
+    assert world.get("/api/v1/me", near_miss).status_code == 401
+    assert calls and calls[-1][2] is False
