@@ -119,6 +119,53 @@ def worker(workers: int = typer.Option(0, "--workers", help="threads; 0: LB_CONS
     queue.make_consumer(configured, workers=workers or None).run()
 
 
+@cli.command()
+def demo(
+    folder: Path = typer.Option(Path("demo"), "--dir", help="the demo's own folder"),
+    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(8000, "--port"),
+    countries: str = typer.Option("NL,ES,FR,US", "--countries", help="comma-separated codes"),
+    train_rows: int = typer.Option(100_000, "--train-rows", min=1000),
+    test_rows: int = typer.Option(100_000, "--test-rows", min=1000),
+    baselines: str = typer.Option("dnn,mmoe,ple,esmm,aitm", "--baselines",
+                                  help="models to train and enter; empty for none"),
+    threads: int = typer.Option(max(1, (os.cpu_count() or 2) - 1), "--threads", min=1,
+                                help="training threads (leave a core to the service)"),
+    seed: int = typer.Option(0, "--seed", min=0),
+    fresh: bool = typer.Option(False, "--fresh", help="delete the earlier demo and start over"),
+) -> None:
+    """The service with demo data on SQLite: synthetic countries, sample teams, baselines."""
+    from app.demo import DemoError, DemoPlan, run_demo
+    from baselines.config import parse_model
+    from evaluator.schema import parse_country
+
+    try:
+        plan = DemoPlan(
+            folder=folder, host=host, port=port,
+            countries=tuple(parse_country(c) for c in countries.split(",") if c.strip()),
+            train_rows=train_rows, test_rows=test_rows, seed=seed,
+            baselines=tuple(str(parse_model(m)) for m in baselines.split(",") if m.strip()),
+            threads=threads, fresh=fresh)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    if not plan.countries:
+        raise typer.BadParameter("--countries is empty")
+
+    def say(line: str) -> None:
+        typer.echo(line, err=True)
+
+    def terminate(_signum: int, _frame: object) -> None:
+        # Unwind through run_demo's context managers so the service is stopped, not orphaned.
+        raise SystemExit(143)
+
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        run_demo(plan, say)
+    except DemoError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+
 # ------------------------------------------------------------------------------------ admin
 
 

@@ -216,6 +216,22 @@ def screenshot(browser: object, name: str) -> Path:
     return path
 
 
+def click_and_wait(browser: object, element: object) -> None:
+    """Click something that loads a new page and wait until that page has replaced the old one.
+
+    Reading the page straight after a click races the navigation: an element found on the old
+    page goes stale under us (seen in CI).
+    """
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    old_root = browser.find_element("tag name", "html")  # type: ignore[attr-defined]
+    element.click()  # type: ignore[attr-defined]
+    wait = WebDriverWait(browser, 30)  # type: ignore[arg-type]
+    wait.until(expected_conditions.staleness_of(old_root))
+    wait.until(lambda b: b.execute_script("return document.readyState") == "complete")
+
+
 def no_alert(browser: object) -> bool:
     from selenium.common.exceptions import NoAlertPresentException
 
@@ -240,7 +256,7 @@ def test_leaderboard_country_switch_and_submission_roc(populated: Server, driver
     assert browser.find_elements(By.CSS_SELECTOR, "#leaderboard .group")  # type: ignore[attr-defined]
     screenshot(browser, "overall")
 
-    browser.find_element(By.ID, "nav-ES").click()  # type: ignore[attr-defined]
+    click_and_wait(browser, browser.find_element(By.ID, "nav-ES"))  # type: ignore[attr-defined]
     assert browser.current_url.endswith("/country/ES")  # type: ignore[attr-defined]
     heading = browser.find_element(By.TAG_NAME, "h1").text  # type: ignore[attr-defined]
     assert "ES" in heading
@@ -251,7 +267,7 @@ def test_leaderboard_country_switch_and_submission_roc(populated: Server, driver
 
     link = browser.find_element(  # type: ignore[attr-defined]
         By.XPATH, "//tr[.//span[@class='name' and text()='deep-ctr']]//a[@class='auc']")
-    link.click()
+    click_and_wait(browser, link)
     assert "/submissions/" in browser.current_url  # type: ignore[attr-defined]
     submission_id = browser.current_url.rsplit("/", 1)[-1]  # type: ignore[attr-defined]
     result = httpx.get(f"{populated.url}/api/v1/results/{submission_id}", timeout=10).json()
@@ -271,7 +287,8 @@ def test_organiser_logs_in_and_reveals_the_private_split(
     browser = driver
     browser.get(populated.url + "/organiser")  # type: ignore[attr-defined]
     browser.find_element(By.ID, "token").send_keys(organiser_token)  # type: ignore[attr-defined]
-    browser.find_element(By.CSS_SELECTOR, "form.login button").click()  # type: ignore[attr-defined]
+    click_and_wait(browser, browser.find_element(  # type: ignore[attr-defined]
+        By.CSS_SELECTOR, "form.login button"))
     assert "Logged in" in browser.find_element(By.CLASS_NAME, "flash").text  # type: ignore[attr-defined]
     cookie = browser.get_cookie("lb_org")  # type: ignore[attr-defined]
     assert cookie is not None
@@ -283,7 +300,7 @@ def test_organiser_logs_in_and_reveals_the_private_split(
     assert no_alert(browser)
     screenshot(browser, "organiser")
 
-    browser.find_element(By.ID, "reveal").click()  # type: ignore[attr-defined]
+    click_and_wait(browser, browser.find_element(By.ID, "reveal"))  # type: ignore[attr-defined]
     assert "revealed" in browser.find_element(By.CLASS_NAME, "flash").text  # type: ignore[attr-defined]
     audit = browser.find_element(By.ID, "audit").text  # type: ignore[attr-defined]
     assert "organisers" in audit
