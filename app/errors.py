@@ -85,7 +85,8 @@ def install_handlers(app: FastAPI) -> None:
 
     async def http_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        code = {404: "not_found", 405: "method_not_allowed",
+                413: "payload_too_large"}.get(exc.status_code, "http_error")
         return JSONResponse({"error": code, "detail": exc.detail}, status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
 

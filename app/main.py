@@ -10,6 +10,9 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import text
+from starlette.datastructures import Headers
+from starlette.middleware.body_limit import RequestBodyLimitMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.config import Settings
 from app.db import make_engine, session_factory
@@ -22,6 +25,37 @@ from app.submissions.router import router as submissions_router
 from app.teams.router import router as teams_router
 
 API_PREFIX = "/api/v1"
+# FastAPI reads and parses a JSON body before any dependency runs, so before the token is
+# checked: uncapped, one anonymous request could make the server hold gigabytes. The largest
+# legitimate body is an organiser's rescore list (100,000 ids, ~1.1 MB).
+MAX_REQUEST_BODY = 2 << 20
+# The upload streams its body after authentication, under its own cap (LB_MAX_UPLOAD_BYTES).
+STREAMED_UPLOAD = ("POST", API_PREFIX + "/submissions")
+
+
+class BodyCap:
+    """413 for a request body over MAX_REQUEST_BODY, with or without Content-Length, except
+    the streamed upload's."""
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_REQUEST_BODY) -> None:
+        self.app = app
+        self.limit = limit
+        self.capped = RequestBodyLimitMiddleware(app, max_body_size=limit)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or (scope["method"], scope["path"]) == STREAMED_UPLOAD:
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > self.limit:
+            # Refused before a byte of the body is read.
+            response = JSONResponse({"error": "payload_too_large",
+                                     "detail": f"request body over {self.limit} bytes"}, 413)
+            await response(scope, receive, send)
+            return
+        # Without a length, the count stops the read at the cap (the 413 comes from the app's
+        # HTTPException handler).
+        await self.capped(scope, receive, send)
 
 
 class Health(BaseModel):
@@ -55,6 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.session_factory = session_factory(engine)
     install_handlers(app)
+    app.add_middleware(BodyCap)
     app.include_router(submissions_router, prefix=API_PREFIX)
     app.include_router(teams_router, prefix=API_PREFIX)
     _include_leaderboard(app)

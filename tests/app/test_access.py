@@ -448,3 +448,36 @@ def test_token_is_checked_with_a_constant_time_digest_comparison(
     # The same path answers HTTP requests.
     assert world.get("/api/v1/me", near_miss).status_code == 401
     assert calls and calls[-1][2] is False
+
+
+# ------------------------------------------------------------------------- bodies before auth
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_anonymous_oversized_body_is_refused_at_the_cap(client: Any, chunked: bool) -> None:
+    # FastAPI reads a JSON body before the token is checked; the cap keeps that read bounded.
+    from app.main import MAX_REQUEST_BODY
+
+    body = b'{"submission_ids": [' + b"1," * MAX_REQUEST_BODY + b"1]}"
+    content: Any = (body[i:i + 65536] for i in range(0, len(body), 65536)) if chunked else body
+    for path in ("/api/v1/organiser/rescore", "/api/v1/teams",
+                 "/api/v1/submissions/1/verify"):
+        response = client.post(path, content=content, headers={
+            "Content-Type": "application/json"})
+        assert response.status_code == 413, (path, response.text)
+        assert response.json()["error"] == "payload_too_large"
+        if chunked:
+            content = (body[i:i + 65536] for i in range(0, len(body), 65536))
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_upload_is_not_held_to_the_json_body_cap(client: Any, make_team: Any) -> None:
+    from app.main import MAX_REQUEST_BODY
+
+    _, token = make_team("uploader")
+    big = b"row_id,ctr,cvr\n" + b"0,0.5,0.5\n" * (MAX_REQUEST_BODY // 10 + 1)
+    response = upload(client, token, big)
+    # Read in full and judged on its content (too many rows), not refused by size.
+    assert response.status_code == 422, response.text
+    assert response.json()["error"] == "invalid_file"
