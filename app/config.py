@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     max_attempts: int = Field(default=3, gt=0, description="worker attempts before `failed`")
     reaper_seconds: int = Field(default=30, gt=0,
                                 description="period of the expired-lease reaper")
+    requeue_seconds: int = Field(
+        default=600, gt=0,
+        description="a queued job no worker took this long is enqueued again (its enqueue "
+                    "was lost, e.g. Redis was down at upload time)")
     verify_tolerance: float = Field(default=1e-4, ge=0,
                                     description="default |file AUC - checkpoint AUC|")
     secret_key: SecretStr = Field(default=SecretStr(DEV_SECRET_KEY),

@@ -66,7 +66,8 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     descriptions = {400: "Bad request", 401: "Missing, unknown or revoked token",
                     403: "Not allowed for this team", 404: "Not found (or not yours)",
                     409: "Conflict with the current state", 413: "Upload over the size cap",
-                    422: "Invalid input; every problem listed", 429: "Daily quota used up"}
+                    422: "Invalid input; every problem listed", 429: "Daily quota used up",
+                    507: "The artifact store is full; nothing was stored"}
     return {s: {"model": ErrorBody, "description": descriptions.get(s, "Error")}
             for s in statuses}
 

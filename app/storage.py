@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
@@ -15,6 +16,13 @@ from app.models import Submission
 from evaluator.predictions import Predictions
 
 _HEX = frozenset("0123456789abcdef")
+# Out of space or over a filesystem quota: the store is full, not the request malformed.
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def is_full(exc: BaseException) -> bool:
+    """Whether `exc` says the filesystem under the store has no room left."""
+    return isinstance(exc, OSError) and exc.errno in _FULL_ERRNOS
 
 
 class ArtifactStore:

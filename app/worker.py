@@ -4,6 +4,12 @@ A worker takes a lease on a submission with one conditional UPDATE, renews it fr
 thread while it works, and writes the scores and the state change in one transaction guarded by
 the lease. A reaper puts back submissions whose lease expired (a worker died), a bounded number
 of times. Huey delivers at most once, so nothing here trusts the queue to retry.
+
+An enqueue can be lost too (Redis down at upload time, Redis restarted without persistence, a
+worker that died before claiming). So on a `queued` row `lease_expires_at` means "enqueued again
+if no worker took it by then": the reaper enqueues queued rows past that time (or, when it was
+never set, older than `requeue_seconds`) and moves it on. A job in the queue twice is harmless:
+the claim lets one delivery score it, the other is skipped.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from typing import Any, Literal
 from sqlalchemy import Engine, and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
@@ -172,6 +179,7 @@ def _put_back(ctx: WorkerContext, submission_id: int, owner: str, reason: str) -
             sub.finished_at = utcnow()
             return "failed"
         sub.state = "queued"
+        sub.lease_expires_at = _requeue_at(ctx, utcnow())
     return "retry"
 
 
@@ -249,12 +257,35 @@ def score_submission(ctx: WorkerContext, submission_id: int) -> Outcome:
         return _finish_failed(ctx, submission_id, owner, _reason(exc))
     except Exception as exc:
         log.exception("scoring submission %s failed unexpectedly", submission_id)
-        outcome = _put_back(ctx, submission_id, owner, f"{type(exc).__name__}: {exc}")
+        return _retry(ctx, submission_id, owner, f"{type(exc).__name__}: {exc}")
+    try:
+        return _write_scores(ctx, submission_id, owner, report, predictions_sha)
+    except DBAPIError as exc:
+        # The database went away mid-commit: the transaction rolled back whole (the state and
+        # all nine scores, or nothing). Had the commit landed after all, the put-back finds the
+        # row no longer ours and leaves it.
+        log.exception("writing the scores of submission %s failed", submission_id)
+        return _retry(ctx, submission_id, owner, f"{type(exc).__name__}: {exc}")
+
+
+def _retry(ctx: WorkerContext, submission_id: int, owner: str, reason: str) -> Outcome:
+    """Put the job back and enqueue it now; if even that fails (the database is still down),
+    the lease expires and the reaper does it later."""
+    try:
+        outcome = _put_back(ctx, submission_id, owner, reason)
         if outcome == "retry":
             from app.queue import enqueue_scoring
 
             enqueue_scoring(submission_id)
-        return outcome
+    except Exception:
+        log.exception("putting back submission %s failed; the reaper will", submission_id)
+        return "retry"
+    return outcome
+
+
+def _write_scores(ctx: WorkerContext, submission_id: int, owner: str, report: ScoreReport,
+                  predictions_sha: str) -> Outcome:
+    """The state change and every score row in one transaction, guarded by the lease."""
     with transaction(ctx.factory) as session:
         result = session.execute(
             update(Submission).where(_release_where(submission_id, owner)).values(
@@ -297,9 +328,37 @@ def rescore(ctx: WorkerContext, submission_id: int) -> Outcome:
 # ----------------------------------------------------------------------------------- reaper
 
 
+def _requeue_at(ctx: WorkerContext, now: datetime) -> datetime:
+    return now + timedelta(seconds=ctx.settings.requeue_seconds)
+
+
+def _stale_queued(model: Leased, now: datetime, requeue_seconds: int) -> Any:
+    """Queued rows no worker took in time: their enqueue was probably lost."""
+    return and_(model.state == "queued", or_(
+        model.lease_expires_at < now,
+        and_(model.lease_expires_at.is_(None),
+             model.created_at < now - timedelta(seconds=requeue_seconds))))
+
+
+def _requeue_stale(session: Session, ctx: WorkerContext, model: Leased,
+                   now: datetime) -> list[int]:
+    query = select(model.id).where(_stale_queued(model, now, ctx.settings.requeue_seconds))
+    if ctx.is_postgres:
+        query = query.with_for_update(skip_locked=True)
+    ids = list(session.execute(query).scalars())
+    if ids:
+        # Moved on, so a job waiting behind a long queue is enqueued again once per period,
+        # not on every reaper pass.
+        session.execute(update(model).where(model.id.in_(ids))
+                        .values(lease_expires_at=_requeue_at(ctx, now))
+                        .execution_options(synchronize_session=False))
+    return ids
+
+
 def reap(ctx: WorkerContext) -> list[int]:
-    """Put back submissions whose lease expired; fail those out of attempts. Returns the ids to
-    enqueue again (the caller enqueues after this commit)."""
+    """Put back submissions whose lease expired; fail those out of attempts; pick up queued
+    submissions whose enqueue was lost. Returns the ids to enqueue again (the caller enqueues
+    after this commit)."""
     now = utcnow()
     requeue: list[int] = []
     with transaction(ctx.factory) as session:
@@ -316,7 +375,9 @@ def reap(ctx: WorkerContext) -> list[int]:
                 sub.finished_at = now
             else:
                 sub.state = "queued"
+                sub.lease_expires_at = _requeue_at(ctx, now)
                 requeue.append(sub.id)
+        requeue.extend(_requeue_stale(session, ctx, Submission, now))
     return requeue
 
 
@@ -338,7 +399,9 @@ def reap_verifications(ctx: WorkerContext) -> list[int]:
                 ver.finished_at = now
             else:
                 ver.state = "queued"
+                ver.lease_expires_at = _requeue_at(ctx, now)
                 requeue.append(ver.id)
+        requeue.extend(_requeue_stale(session, ctx, Verification, now))
     return requeue
 
 

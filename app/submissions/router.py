@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Query, Request
@@ -10,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from app.deps import MAX_ID, CurrentTeam, IdPath, OrganiserTeam, SessionDep, SettingsDep
 from app.errors import error_responses
 from app.queue import enqueue_scoring, enqueue_verification
-from app.storage import ArtifactStore
+from app.storage import ArtifactStore, is_full
 from app.submissions import repository as repo
 from app.submissions import service
 from app.submissions.schemas import (
@@ -19,9 +21,23 @@ from app.submissions.schemas import (
     VerificationOut,
     VerifyRequest,
 )
-from app.submissions.upload import receive_upload
+from app.submissions.upload import receive_upload, storage_full
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["submissions"])
+
+
+def enqueue_or_leave_to_reaper(enqueue: Callable[[int], None], row_id: int) -> None:
+    """Enqueue after the commit. A queue that is down (Redis stopped) must not turn an accepted,
+    committed upload into an error: the row stays `queued` and the reaper enqueues it again
+    after LB_REQUEUE_SECONDS."""
+    try:
+        enqueue(row_id)
+    except Exception:
+        log.exception("enqueueing %s %s failed; the reaper will enqueue it again",
+                      getattr(enqueue, "__name__", "job"), row_id)
+
 
 _UPLOAD_BODY: dict[str, Any] = {
     "requestBody": {
@@ -62,7 +78,7 @@ _UPLOAD_BODY: dict[str, Any] = {
                 "capped at LB_MAX_UPLOAD_BYTES while it streams. A refused file costs no quota. "
                 "An `Idempotency-Key` header makes retries safe: the same key from the same "
                 "team returns the first submission.",
-    responses=error_responses(400, 401, 409, 413, 422, 429),
+    responses=error_responses(400, 401, 409, 413, 422, 429, 507),
     openapi_extra=_UPLOAD_BODY,
 )
 async def create_submission(
@@ -81,7 +97,14 @@ async def create_submission(
         checked = await run_in_threadpool(service.validate, settings, upload)
 
         def store_and_commit() -> service.Accepted:
-            accepted = service.create(session, settings, team, upload, checked, key)
+            try:
+                accepted = service.create(session, settings, team, upload, checked, key)
+            except OSError as exc:
+                # Rolled back by the session's owner; an artifact already moved into place is
+                # whole (renamed, never partly written) and simply unreferenced.
+                if is_full(exc):
+                    raise storage_full(exc) from None
+                raise
             session.commit()
             return accepted
 
@@ -91,7 +114,7 @@ async def create_submission(
     sub = accepted.submission
     if not accepted.duplicate:
         # A queue write (SQLite file or Redis) is blocking I/O: keep it off the event loop.
-        await run_in_threadpool(enqueue_scoring, sub.id)
+        await run_in_threadpool(enqueue_or_leave_to_reaper, enqueue_scoring, sub.id)
     return SubmissionAccepted(id=sub.id, state=sub.state,  # type: ignore[arg-type]
                               duplicate=accepted.duplicate)
 
@@ -123,7 +146,7 @@ def verify_submission(submission_id: IdPath, organiser: OrganiserTeam, session: 
     ver = service.request_verification(session, settings, organiser, submission_id,
                                        body.tolerance if body else None)
     session.commit()
-    enqueue_verification(ver.id)
+    enqueue_or_leave_to_reaper(enqueue_verification, ver.id)
     session.refresh(ver)
     return service.verification_out(ver)
 

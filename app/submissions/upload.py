@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 
 from app.errors import AppError, TooLarge
+from app.storage import is_full
 
 TEXT_FIELDS = ("country", "method", "outputs")
 FILE_FIELDS = ("file", "checkpoint")
@@ -34,6 +35,15 @@ class BadUpload(AppError):
 
 class InvalidUpload(AppError):
     status, code = 422, "invalid_upload"
+
+
+class StorageFull(AppError):
+    status, code = 507, "storage_full"
+
+
+def storage_full(exc: OSError) -> StorageFull:
+    return StorageFull(f"the artifact store is full ({exc.strerror}): the upload was not "
+                       "stored and used no quota; try again later or tell the organisers")
 
 
 @dataclass
@@ -212,6 +222,11 @@ async def receive_upload(request: Request, tmp_dir: Path, max_bytes: int) -> Upl
             raise BadUpload("the multipart body ended before its closing boundary")
     except AppError:
         receiver.abort()
+        raise
+    except OSError as exc:
+        receiver.abort()
+        if is_full(exc):
+            raise storage_full(exc) from None
         raise
     except ClientDisconnect:
         receiver.abort()

@@ -1,0 +1,469 @@
+"""Faults against the real components: Redis stopped while uploads arrive, the database cut off
+while a worker writes its scores, a full artifact store, and one upload sent twice at once with
+one Idempotency-Key. (A worker SIGKILLed mid-job: tests/app/test_queue.py.)
+
+Every fault test ends with exact counts: one submission, one quota unit, exactly nine score rows,
+the number of attempts each job took.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, insert, text
+from sqlalchemy.engine import make_url
+
+from app import queue as queue_module
+from app.config import Settings
+from app.db import make_engine
+from app.main import create_app
+from app.models import Submission
+from app.storage import ArtifactStore
+from evaluator.scoring import SCORER_VERSION
+
+ROOT = Path(__file__).resolve().parents[2]
+POSTGRES_ONLY = pytest.mark.parametrize(
+    "db_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+
+def derive(settings: Settings, **changes: Any) -> Settings:
+    """A fresh Settings (no cached paths carried over) with `changes` applied."""
+    return Settings(**{**settings.model_dump(), **changes})
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def upload(client: Any, token: str, body: bytes, key: str | None = None) -> Any:
+    headers = {**bearer(token), **({"Idempotency-Key": key} if key else {})}
+    return client.post("/api/v1/submissions", headers=headers,
+                       files={"file": ("predictions.csv", body, "text/csv")},
+                       data={"country": "NL", "method": "mine"})
+
+
+def job(engine: Engine, sid: int) -> tuple[str, int, int]:
+    """(state, attempts, score rows of the installed scorer) in one statement, one snapshot."""
+    with engine.connect() as conn:
+        row = conn.execute(text(
+            "SELECT state, attempts, (SELECT count(*) FROM score WHERE submission_id = :id "
+            "AND scorer_version = :v) FROM submission WHERE id = :id"),
+            {"id": sid, "v": SCORER_VERSION}).one()
+    return str(row[0]), int(row[1]), int(row[2])
+
+
+def count(engine: Engine, table: str) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
+
+
+def insert_submission(settings: Settings, engine: Engine, team_id: int, body: bytes) -> int:
+    sha = ArtifactStore.of(settings).put_bytes(body)
+    with engine.begin() as conn:
+        return int(conn.execute(
+            insert(Submission).values(
+                team_id=team_id, country="NL", method="m", state="queued", file_sha256=sha,
+                file_format="csv", attempts=0, hidden=False, disqualified=False)
+            .returning(Submission.id)).scalar_one())
+
+
+class Worker:
+    """`python -m app worker` in its own process, configured from `settings`."""
+
+    def __init__(self, settings: Settings, log_dir: Path) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LB_")}
+        env.update({
+            "LB_DATA_DIR": str(settings.data_dir), "LB_DATABASE_URL": settings.db_url,
+            "LB_ARTIFACT_DIR": str(settings.artifacts),
+            "LB_LEASE_SECONDS": str(settings.lease_seconds),
+            "LB_HEARTBEAT_SECONDS": str(settings.heartbeat_seconds),
+            "LB_REAPER_SECONDS": str(settings.reaper_seconds),
+            "LB_REQUEUE_SECONDS": str(settings.requeue_seconds),
+            "LB_MAX_ATTEMPTS": str(settings.max_attempts), "LB_AUTO_MIGRATE": "false",
+        })
+        if settings.redis_url:
+            env["LB_REDIS_URL"] = settings.redis_url
+        self.log = log_dir / f"worker-{time.monotonic_ns()}.log"
+        with open(self.log, "wb") as out:
+            self.process = subprocess.Popen([sys.executable, "-m", "app", "worker"], cwd=ROOT,
+                                            env=env, stdout=out, stderr=subprocess.STDOUT)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:]
+
+    def stop(self) -> None:
+        """SIGINT: Huey finishes the job in hand, then exits."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@contextmanager
+def running_worker(settings: Settings, log_dir: Path) -> Iterator[Worker]:
+    worker = Worker(settings, log_dir)
+    try:
+        yield worker
+    finally:
+        worker.stop()
+
+
+def wait_for(check: Callable[[], bool], seconds: float, what: str,
+             worker: Worker | None = None) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}"
+                                 + (f"\n{worker.output()}" if worker else ""))
+        time.sleep(0.05)
+
+
+# ------------------------------------------------------------------------ Redis stopped
+
+
+class ThrowawayRedis:
+    """A redis-server of this test's own, without persistence: killing it loses its queue."""
+
+    def __init__(self, workdir: Path) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.skip("redis-server is not installed")
+        self.binary = binary
+        self.port = free_port()
+        self.workdir = workdir
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        import redis
+
+        self.process = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.workdir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis.from_url(self.url)
+
+        def up() -> bool:
+            try:
+                return bool(client.ping())
+            except redis.ConnectionError:
+                return False
+
+        wait_for(up, 20, f"redis-server on port {self.port}")
+        client.close()
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[ThrowawayRedis]:
+    server = ThrowawayRedis(tmp_path)
+    server.start()
+    yield server
+    server.kill()
+
+
+@POSTGRES_ONLY
+@pytest.mark.redis
+def test_uploads_while_redis_is_down_are_accepted_and_scored_once_when_it_is_back(
+        settings: Settings, own_redis: ThrowawayRedis, make_team: Any, make_predictions: Any,
+        tmp_path: Path) -> None:
+    on_redis = derive(settings, redis_url=own_redis.url, daily_quota=10, lease_seconds=5,
+                      heartbeat_seconds=0.5, reaper_seconds=1, requeue_seconds=2)
+    queue = queue_module.configure(on_redis)
+    engine = make_engine(on_redis)
+    _, token = make_team("alpha")
+    try:
+        with TestClient(create_app(on_redis)) as client, \
+                running_worker(on_redis, tmp_path) as worker:
+            before = upload(client, token, make_predictions(seed=0)[0])
+            assert before.status_code == 202, before.text
+            first = before.json()["id"]
+            wait_for(lambda: job(engine, first)[0] == "scored", 120, "scoring via Redis", worker)
+
+            own_redis.kill()
+            during = [upload(client, token, make_predictions(seed=seed)[0])
+                      for seed in (1, 2, 3)]
+            assert [r.status_code for r in during] == [202, 202, 202], [r.text for r in during]
+            ids = [r.json()["id"] for r in during]
+            assert [job(engine, sid) for sid in ids] == [("queued", 0, 0)] * 3
+
+            # Back empty (no persistence): only the reaper can know about these three.
+            own_redis.start()
+            wait_for(lambda: all(job(engine, sid)[0] == "scored" for sid in ids), 60,
+                     "the reaper to enqueue the uploads again", worker)
+            # A second delivery of each job on top of the reaper's must change nothing.
+            for sid in [first, *ids]:
+                queue_module.enqueue_scoring(sid)
+            wait_for(lambda: queue.depth() == 0, 60, "the queue to drain", worker)
+            assert worker.process.poll() is None, worker.output()
+        # The worker has stopped (after finishing the job in hand): every count is final.
+        assert [job(engine, sid) for sid in [first, *ids]] == [("scored", 1, 9)] * 4, \
+            worker.output()
+        assert count(engine, "submission") == 4
+        with TestClient(create_app(on_redis)) as client:
+            assert client.get("/api/v1/me", headers=bearer(token)).json()["quota"]["used"] == 4
+    finally:
+        queue_module.reset()
+        engine.dispose()
+
+
+# --------------------------------------------------------------- database cut off mid-write
+
+
+class CuttingProxy:
+    """A TCP proxy to PostgreSQL. The first time a client sends `trigger`, it forwards that
+    packet, then drops every connection and turns new ones away for `blackout` seconds: a
+    database restart landing between a statement and its COMMIT."""
+
+    def __init__(self, upstream: tuple[str, int], trigger: bytes, blackout: float) -> None:
+        self.upstream = upstream
+        self.trigger = trigger
+        self.blackout = blackout
+        self.fired = threading.Event()
+        self.cuts = 0
+        self.refused = 0
+        self._refuse_until = 0.0
+        self._lock = threading.Lock()
+        self._sockets: set[socket.socket] = set()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            if time.monotonic() < self._refuse_until:
+                self.refused += 1
+                client.close()
+                continue
+            try:
+                server = socket.create_connection(self.upstream)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._sockets |= {client, server}
+            threading.Thread(target=self._pump, args=(client, server, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, False),
+                             daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, inspect: bool) -> None:
+        tail = b""
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+                if inspect and not self.fired.is_set():
+                    # The pattern may straddle two reads.
+                    if self.trigger in tail + data:
+                        self._cut()
+                        return
+                    tail = data[-len(self.trigger):]
+        except OSError:
+            pass
+        finally:
+            self._drop(source, sink)
+
+    def _drop(self, *sockets: socket.socket) -> None:
+        for sock in sockets:
+            with self._lock:
+                self._sockets.discard(sock)
+            with suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def _cut(self) -> None:
+        with self._lock:
+            self._refuse_until = time.monotonic() + self.blackout
+            self.cuts += 1
+            victims = list(self._sockets)
+        self.fired.set()
+        self._drop(*victims)
+
+    def close(self) -> None:
+        self._closed = True
+        self._listener.close()
+        with self._lock:
+            victims = list(self._sockets)
+        self._drop(*victims)
+
+
+@POSTGRES_ONLY
+def test_database_cut_off_while_scores_are_written_leaves_no_partial_rows_and_retries(
+        settings: Settings, make_team: Any, make_predictions: Any, tmp_path: Path) -> None:
+    direct = make_url(settings.db_url)
+    proxy = CuttingProxy((direct.host or "127.0.0.1", direct.port or 5432),
+                         trigger=b"INSERT INTO score", blackout=1.0)
+    via_proxy = derive(settings, lease_seconds=3, heartbeat_seconds=0.5, reaper_seconds=1,
+                       database_url=direct.set(host="127.0.0.1", port=proxy.port)
+                       .render_as_string(hide_password=False))
+    engine = make_engine(settings)
+    team, _ = make_team("alpha")
+    sid = insert_submission(settings, engine, team.id, make_predictions()[0])
+    seen: list[tuple[str, int, int]] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        # Everything a reader of the database could see, start to end.
+        while not stop.is_set():
+            seen.append(job(engine, sid))
+            time.sleep(0.01)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        with running_worker(via_proxy, tmp_path) as worker:
+            queue_module.configure(settings).score_task(sid)
+            assert proxy.fired.wait(120), f"the worker never wrote scores\n{worker.output()}"
+            # The UPDATE to `scored` and the INSERT of the scores reached the server; the
+            # COMMIT never will. Within the blackout no retry can have committed yet.
+            state, attempts, scores = job(engine, sid)
+            assert (state, attempts, scores) == ("running", 1, 0), worker.output()
+            wait_for(lambda: job(engine, sid)[0] == "scored", 60, "the retry", worker)
+            assert worker.process.poll() is None, worker.output()
+    finally:
+        stop.set()
+        sampler.join()
+        proxy.close()
+        queue_module.reset()
+    assert job(engine, sid) == ("scored", 2, 9)
+    assert proxy.cuts == 1
+    with engine.connect() as conn:
+        keys = conn.execute(text("SELECT split, task, scorer_version FROM score "
+                                 "WHERE submission_id = :id"), {"id": sid}).all()
+    assert len(set(keys)) == len(keys) == 9
+    assert {k[2] for k in keys} == {SCORER_VERSION}
+    partial = [s for s in seen if s[2] not in (0, 9) or (s[0] == "scored") != (s[2] == 9)]
+    assert seen and partial == []
+    engine.dispose()
+
+
+# --------------------------------------------------------------------- artifact store full
+
+
+@pytest.fixture
+def tiny_store(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs: a real filesystem that runs out of space."""
+    mount = tmp_path / "tiny-artifacts"
+    mount.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs for a full artifact store needs root")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"mounting a tmpfs is not permitted here: {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def test_upload_bigger_than_the_free_space_is_507_leaving_nothing(
+        settings: Settings, make_team: Any, make_predictions: Any, tiny_store: Path) -> None:
+    small = derive(settings, artifact_dir=tiny_store)
+    store = ArtifactStore.of(small)
+    queue_module.configure(small, immediate=True)
+    engine = make_engine(small)
+    _, token = make_team("alpha")
+    try:
+        with TestClient(create_app(small)) as client:
+            used_before = shutil.disk_usage(store.tmp_dir).used
+            free = shutil.disk_usage(tiny_store).free
+            line = b"0,0.5,0.5\n"
+            big = b"row_id,ctr,cvr\n" + line * (free // len(line) + 1000)
+            assert free < len(big) < small.max_upload_bytes
+            response = upload(client, token, big)
+            assert response.status_code == 507, response.text
+            assert response.json()["error"] == "storage_full"
+            assert "artifact store is full" in response.json()["detail"]
+            assert [p for p in tiny_store.rglob("*") if not p.is_dir()] == []
+            assert shutil.disk_usage(tiny_store).used == used_before
+            assert count(engine, "submission") == 0
+            me = client.get("/api/v1/me", headers=bearer(token)).json()
+            assert me["quota"]["used"] == 0
+            # The service keeps serving, from the same store.
+            fits = upload(client, token, make_predictions()[0])
+            assert fits.status_code == 202, fits.text
+            assert job(engine, fits.json()["id"]) == ("scored", 1, 9)
+            me = client.get("/api/v1/me", headers=bearer(token)).json()
+            assert me["quota"]["used"] == 1
+    finally:
+        queue_module.reset()
+        engine.dispose()
+
+
+# ------------------------------------------------------------- one upload, sent twice at once
+
+
+def test_twin_uploads_with_one_idempotency_key_make_one_submission_and_one_quota_unit(
+        live_server: tuple[str, int], settings: Settings, make_team: Any,
+        make_predictions: Any) -> None:
+    host, port = live_server
+    _, token = make_team("alpha")
+    body = make_predictions()[0]
+    start = threading.Barrier(2)
+    answers: list[Any] = [None, None]
+
+    def send(i: int) -> None:
+        with httpx.Client(base_url=f"http://{host}:{port}", timeout=60) as http:
+            start.wait()
+            answers[i] = upload(http, token, body, key="twin-1")
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [a.status_code for a in answers] == [202, 202], [a.text for a in answers]
+    assert len({a.json()["id"] for a in answers}) == 1
+    assert sorted(a.json()["duplicate"] for a in answers) == [False, True]
+    with httpx.Client(base_url=f"http://{host}:{port}", timeout=60) as http:
+        retry = upload(http, token, body, key="twin-1")
+        me = http.get("/api/v1/me", headers=bearer(token)).json()
+    assert (retry.status_code, retry.json()["duplicate"]) == (202, True)
+    sid = retry.json()["id"]
+    assert sid == answers[0].json()["id"]
+    engine = make_engine(settings)
+    try:
+        assert count(engine, "submission") == 1
+        assert job(engine, sid) == ("scored", 1, 9)
+    finally:
+        engine.dispose()
+    assert me["quota"]["used"] == 1
+    assert list(ArtifactStore.of(settings).tmp_dir.iterdir()) == []
