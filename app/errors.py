@@ -94,3 +94,58 @@ def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, app_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
+    _document_error_bodies(app)
+
+
+# The body `validation_error` sends. FastAPI documents its own default body for every automatic
+# 422 (`{"detail": [{"loc", "msg", "type"}]}`); the reference must describe the real one.
+VALIDATION_ERROR_SCHEMA: dict[str, Any] = {
+    "title": "HTTPValidationError",
+    "type": "object",
+    "required": ["error", "detail"],
+    "properties": {
+        "error": {"type": "string", "enum": ["invalid"]},
+        "detail": {"type": "array", "items": {"$ref": "#/components/schemas/ValidationError"}},
+    },
+}
+VALIDATION_PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "ValidationError",
+    "type": "object",
+    "required": ["loc", "message"],
+    "properties": {
+        "loc": {"type": "array", "items": {"anyOf": [{"type": "string"},
+                                                      {"type": "integer"}]}},
+        "message": {"type": "string"},
+    },
+}
+
+
+# Answers FastAPI gives before an endpoint runs to any operation that takes a body.
+BODY_ERRORS = {"400": "The body could not be parsed (not JSON, or not UTF-8)",
+               "413": "Request body over the size cap"}
+
+
+def _document_error_bodies(app: FastAPI) -> None:
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            if "HTTPValidationError" in components:
+                components["HTTPValidationError"] = VALIDATION_ERROR_SCHEMA
+                components["ValidationError"] = VALIDATION_PROBLEM_SCHEMA
+            components.setdefault("ErrorBody", ErrorBody.model_json_schema())
+            error_body = {"application/json": {"schema": {"$ref":
+                                                          "#/components/schemas/ErrorBody"}}}
+            for operations in schema.get("paths", {}).values():
+                for operation in operations.values():
+                    if "requestBody" not in operation:
+                        continue
+                    for status, description in BODY_ERRORS.items():
+                        operation["responses"].setdefault(
+                            status, {"description": description, "content": error_body})
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
