@@ -1,6 +1,7 @@
-"""Faults against the real components: Redis stopped while uploads arrive, the database cut off
-while a worker writes its scores, a full artifact store, and one upload sent twice at once with
-one Idempotency-Key. (A worker SIGKILLed mid-job: tests/app/test_queue.py.)
+"""Faults against the real components: Redis stopped while uploads arrive (and the reaper that
+enqueues a lost job again), the database cut off while a worker writes its scores, a full
+artifact store, and one upload sent twice at once with one Idempotency-Key. (A worker SIGKILLed
+mid-job: tests/app/test_queue.py.)
 
 Every fault test ends with exact counts: one submission, one quota unit, exactly nine score rows,
 the number of attempts each job took.
@@ -18,21 +19,23 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, insert, text
+from sqlalchemy import Engine, insert, text, update
 from sqlalchemy.engine import make_url
 
 from app import queue as queue_module
 from app.config import Settings
 from app.db import make_engine
 from app.main import create_app
-from app.models import Submission
+from app.models import Submission, Verification
 from app.storage import ArtifactStore
+from app.worker import WorkerContext, reap, reap_verifications, score_submission
 from evaluator.scoring import SCORER_VERSION
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -238,6 +241,44 @@ def test_uploads_while_redis_is_down_are_accepted_and_scored_once_when_it_is_bac
     finally:
         queue_module.reset()
         engine.dispose()
+
+
+def backdate(engine: Engine, model: type[Submission] | type[Verification], row_id: int,
+             column: str, seconds: float) -> None:
+    """Set a timestamp `seconds` in the past, through the column's type (SQLite compares
+    text: one format for every value)."""
+    with engine.begin() as conn:
+        conn.execute(update(model).where(model.id == row_id)
+                     .values({column: datetime.now(UTC) - timedelta(seconds=seconds)}))
+
+
+def test_reaper_enqueues_a_job_whose_enqueue_was_lost_again_once_per_period(
+        settings: Settings, make_team: Any, make_predictions: Any) -> None:
+    ctx = WorkerContext.create(derive(settings, requeue_seconds=60))
+    team, _ = make_team("alpha")
+    body = make_predictions()[0]
+    fresh = insert_submission(ctx.settings, ctx.engine, team.id, body)
+    lost = insert_submission(ctx.settings, ctx.engine, team.id, body)
+    backdate(ctx.engine, Submission, lost, "created_at", 61)
+    with ctx.factory() as session:
+        ver = Verification(submission_id=fresh, state="queued", tolerance=1e-4)
+        session.add(ver)
+        session.commit()
+        vid = ver.id
+    backdate(ctx.engine, Verification, vid, "created_at", 61)
+    try:
+        assert reap(ctx) == [lost]
+        assert reap_verifications(ctx) == [vid]
+        # Not on every pass: a job waiting behind a long queue is not piled up in it.
+        assert (reap(ctx), reap_verifications(ctx)) == ([], [])
+        backdate(ctx.engine, Submission, lost, "lease_expires_at", 1)
+        assert reap(ctx) == [lost]
+        assert score_submission(ctx, lost) == "scored"
+        assert reap(ctx) == []
+        assert job(ctx.engine, lost) == ("scored", 1, 9)
+        assert job(ctx.engine, fresh) == ("queued", 0, 0)
+    finally:
+        ctx.engine.dispose()
 
 
 # --------------------------------------------------------------- database cut off mid-write
