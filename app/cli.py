@@ -48,6 +48,27 @@ def _settings() -> Any:
         raise typer.Exit(2) from exc
 
 
+def _exit_on_sigterm() -> None:
+    """Make SIGTERM unwind like Ctrl-C, so `finally` blocks stop child processes.
+
+    Python's default SIGTERM kills without unwinding, and uvicorn re-raises the signal it caught
+    once it has shut down: without this, `serve` died there and orphaned its queue consumer."""
+
+    def terminate(_signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, terminate)
+
+
+def _die_with_parent() -> None:
+    """Runs in the consumer child before exec: the kernel sends it SIGTERM if `serve` dies, even
+    by SIGKILL, so no consumer outlives its API process."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 def _logging() -> None:
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -87,10 +108,13 @@ def serve(
 
     ArtifactStore.of(settings).sweep_tmp()
     worker_process: subprocess.Popen[bytes] | None = None
+    _exit_on_sigterm()
     if consumer:
         # A separate process: the API never imports torch or shares a crash with the worker.
         env = {**os.environ, "LB_AUTO_MIGRATE": "false"}
-        worker_process = subprocess.Popen([sys.executable, "-m", "app", "worker"], env=env)
+        worker_process = subprocess.Popen(
+            [sys.executable, "-m", "app", "worker"], env=env,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None)
     try:
         uvicorn.run(create_app(settings), host=host, port=port, proxy_headers=True,
                     forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"))
@@ -154,11 +178,7 @@ def demo(
     def say(line: str) -> None:
         typer.echo(line, err=True)
 
-    def terminate(_signum: int, _frame: object) -> None:
-        # Unwind through run_demo's context managers so the service is stopped, not orphaned.
-        raise SystemExit(143)
-
-    signal.signal(signal.SIGTERM, terminate)
+    _exit_on_sigterm()
     try:
         run_demo(plan, say)
     except DemoError as exc:

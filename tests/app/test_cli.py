@@ -4,9 +4,16 @@ and a real server."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import create_engine, inspect
 from typer.testing import CliRunner
@@ -95,3 +102,60 @@ def test_status_against_an_unreachable_server_exits_1_with_the_reason() -> None:
     result = run("status", "--server", "http://127.0.0.1:1", "--token", "t")
     assert result.exit_code == 1
     assert "ConnectError" in result.stderr
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status  # a zombie has exited; only its parent has not reaped it
+
+
+def _serve(tmp_path: Path) -> tuple[subprocess.Popen[bytes], int]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LB_")}
+    env["LB_DATA_DIR"] = str(tmp_path)
+    process = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port)],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while True:
+        assert process.poll() is None, "serve exited while starting"
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, "serve did not answer"
+        time.sleep(0.3)
+    workers = _children(process.pid)
+    assert len(workers) == 1, workers
+    return process, workers[0]
+
+
+def _wait_gone(pid: int) -> bool:
+    deadline = time.monotonic() + 30
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return not _alive(pid)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
+def test_serve_never_leaves_its_queue_consumer_behind(tmp_path: Path, sig: int) -> None:
+    process, worker = _serve(tmp_path)
+    try:
+        process.send_signal(sig)
+        process.wait(timeout=60)
+        assert _wait_gone(worker), f"the consumer {worker} outlived serve after signal {sig}"
+    finally:
+        process.kill()
+        if _alive(worker):
+            os.kill(worker, signal.SIGKILL)
