@@ -9,6 +9,7 @@ the number of attempts each job took.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import signal
@@ -31,10 +32,12 @@ from sqlalchemy.engine import make_url
 
 from app import queue as queue_module
 from app.config import Settings
-from app.db import make_engine
+from app.db import make_engine, session_factory
 from app.main import create_app
 from app.models import Submission, Verification
 from app.storage import ArtifactStore
+from app.submissions import service
+from app.submissions.upload import Upload, UploadedFile
 from app.worker import WorkerContext, reap, reap_verifications, score_submission
 from evaluator.scoring import SCORER_VERSION
 
@@ -488,13 +491,29 @@ def test_twin_uploads_with_one_idempotency_key_make_one_submission_and_one_quota
     host, port = live_server
     _, token = make_team("alpha")
     body = make_predictions()[0]
-    start = threading.Barrier(2)
+    boundary = "twin-boundary"
+    multipart = b"".join([
+        *(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+          .encode() for name, value in (("country", "NL"), ("method", "mine"))),
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="p.csv"\r\n'
+        "Content-Type: text/csv\r\n\r\n".encode(), body, f"\r\n--{boundary}--\r\n".encode()])
+    last = threading.Barrier(2)
     answers: list[Any] = [None, None]
+
+    def chunks() -> Iterator[bytes]:
+        # Both bodies end at the same moment: as close together as a client can send them.
+        # Which request the server gets to first is its business; the interleaving where both
+        # looked the key up before either committed is forced in the next test.
+        yield multipart[:-100]
+        last.wait()
+        yield multipart[-100:]
 
     def send(i: int) -> None:
         with httpx.Client(base_url=f"http://{host}:{port}", timeout=60) as http:
-            start.wait()
-            answers[i] = upload(http, token, body, key="twin-1")
+            answers[i] = http.post(
+                "/api/v1/submissions", content=chunks(),
+                headers={**bearer(token), "Idempotency-Key": "twin-1",
+                         "Content-Type": f"multipart/form-data; boundary={boundary}"})
 
     threads = [threading.Thread(target=send, args=(i,)) for i in range(2)]
     for t in threads:
@@ -518,3 +537,59 @@ def test_twin_uploads_with_one_idempotency_key_make_one_submission_and_one_quota
         engine.dispose()
     assert me["quota"]["used"] == 1
     assert list(ArtifactStore.of(settings).tmp_dir.iterdir()) == []
+
+
+def spooled(store: ArtifactStore, body: bytes) -> Upload:
+    """An upload as the router hands it on: form fields, the file spooled in the store's tmp."""
+    path = store.tmp_dir / f"upload-file-{time.monotonic_ns()}"
+    path.write_bytes(body)
+    return Upload(fields={"country": "NL", "method": "mine"},
+                  files={"file": UploadedFile(name="file", filename="p.csv", path=path,
+                                              size=len(body),
+                                              sha256=hashlib.sha256(body).hexdigest())})
+
+
+@POSTGRES_ONLY
+def test_twin_that_passed_the_early_lookup_waits_for_the_first_and_returns_it(
+        settings: Settings, make_team: Any, make_predictions: Any) -> None:
+    """The interleaving the live test cannot force: both twins looked the key up before either
+    committed. The second waits on the team's lock until the first commits, then finds it."""
+    team, _ = make_team("alpha")
+    store = ArtifactStore.of(settings)
+    body = make_predictions()[0]
+    first_upload, second_upload = spooled(store, body), spooled(store, body)
+    checked = service.validate(settings, first_upload)
+    engine = make_engine(settings)
+    factory = session_factory(engine)
+    second: list[service.Accepted] = []
+
+    def twin() -> None:
+        with factory() as session:
+            second.append(service.create(session, settings, team, second_upload, checked, "k"))
+            session.commit()
+
+    try:
+        with factory() as session:
+            assert service.existing_for_key(session, team, "k") is None
+            first = service.create(session, settings, team, first_upload, checked, "k")
+            thread = threading.Thread(target=twin)
+            thread.start()
+
+            def twin_waits_on_a_lock() -> bool:
+                with engine.connect() as conn:
+                    return bool(conn.execute(text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                        "current_database() AND wait_event_type = 'Lock'")).scalar_one())
+
+            wait_for(twin_waits_on_a_lock, 30, "the twin to wait for the first's lock")
+            session.commit()
+            first_id = first.submission.id
+        thread.join()
+        second_upload.cleanup()
+        assert not first.duplicate
+        assert [(a.submission.id, a.duplicate) for a in second] == [(first_id, True)]
+        assert count(engine, "submission") == 1
+        with factory() as session:
+            assert service.quota(session, settings, team).used == 1
+    finally:
+        engine.dispose()
