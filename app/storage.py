@@ -77,9 +77,14 @@ class ArtifactStore:
         if self.path(sha).exists():
             return sha
         fd, name = tempfile.mkstemp(dir=self.tmp_dir)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        self.adopt(Path(name), sha)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            self.adopt(Path(name), sha)
+        except BaseException:
+            # Out of space (or anything else): leave no half-written temp file behind.
+            Path(name).unlink(missing_ok=True)
+            raise
         return sha
 
 

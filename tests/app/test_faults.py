@@ -35,7 +35,7 @@ from app.config import Settings
 from app.db import make_engine, session_factory
 from app.main import create_app
 from app.models import Submission, Verification
-from app.storage import ArtifactStore
+from app.storage import ArtifactStore, is_full
 from app.submissions import service
 from app.submissions.upload import Upload, UploadedFile
 from app.worker import WorkerContext, reap, reap_verifications, score_submission
@@ -593,3 +593,15 @@ def test_twin_that_passed_the_early_lookup_waits_for_the_first_and_returns_it(
             assert service.quota(session, settings, team).used == 1
     finally:
         engine.dispose()
+
+
+def test_stored_bytes_that_do_not_fit_leave_no_temp_file(tiny_store: Path) -> None:
+    """The worker's predictions (`put_bytes`) on a full store: the error, and nothing half
+    written."""
+    store = ArtifactStore(tiny_store)
+    too_big = os.urandom(shutil.disk_usage(tiny_store).free + 4096)
+    with pytest.raises(OSError) as raised:
+        store.put_bytes(too_big)
+    assert is_full(raised.value)
+    assert [p for p in tiny_store.rglob("*") if not p.is_dir()] == []
+    assert store.path(store.put_bytes(b"fits")).read_bytes() == b"fits"
