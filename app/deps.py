@@ -49,9 +49,10 @@ def current_team(session: SessionDep,
     team = team_for_token(session, credentials.credentials)
     if team is None:
         raise Unauthorized("unknown or revoked token", headers={"WWW-Authenticate": "Bearer"})
-    if session.dirty:
-        # last_used_at is worth a write of its own: it must not ride on a rolled-back request.
-        session.commit()
+    # End the auth's transaction here, whether or not it wrote last_used_at (a flush inside
+    # team_for_token leaves nothing dirty): the write must not ride on a rolled-back request,
+    # and its lock (SQLite: the whole database's) must not be held while an upload streams.
+    session.commit()
     return team
 
 

@@ -481,3 +481,40 @@ def test_upload_is_not_held_to_the_json_body_cap(client: Any, make_team: Any) ->
     # Read in full and judged on its content (too many rows), not refused by size.
     assert response.status_code == 422, response.text
     assert response.json()["error"] == "invalid_file"
+
+
+def test_auth_write_is_committed_and_unlocked_before_the_endpoint_runs(
+        settings: Any, make_team: Any) -> None:
+    # A fresh token's first use writes last_used_at. That write must be committed by the auth
+    # itself (the request may fail later) and its lock released at once: held while an upload
+    # streams, SQLite's database-wide write lock made every other writer wait, then fail.
+    from fastapi.security import HTTPAuthorizationCredentials
+
+    from app.deps import current_team
+
+    team, token = make_team("alpha")
+    engine = make_engine(settings)
+    other = make_engine(settings)
+    try:
+        session = session_factory(engine)()
+        found = current_team(session, HTTPAuthorizationCredentials(scheme="Bearer",
+                                                                   credentials=token))
+        assert found.id == team.id
+        with other.connect() as conn:
+            # Refuse to wait: a lock still held is an error here, not a delay.
+            if other.dialect.name == "sqlite":
+                conn.exec_driver_sql("PRAGMA busy_timeout=0")
+            else:
+                conn.exec_driver_sql("SET lock_timeout = '200ms'")
+            conn.execute(text("UPDATE api_token SET prefix = prefix WHERE team_id = :t"),
+                         {"t": team.id})
+            conn.commit()
+        session.rollback()  # the request fails after auth
+        session.close()
+        with session_factory(engine)() as check:
+            used = check.execute(select(ApiToken.last_used_at).where(
+                ApiToken.team_id == team.id)).scalar_one()
+        assert used is not None
+    finally:
+        engine.dispose()
+        other.dispose()
