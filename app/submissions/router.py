@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.deps import MAX_ID, CurrentTeam, IdPath, OrganiserTeam, SessionDep, SettingsDep
 from app.errors import error_responses
+from app.models import Submission
 from app.queue import enqueue_scoring, enqueue_verification
 from app.storage import ArtifactStore, is_full
 from app.submissions import repository as repo
@@ -90,7 +91,15 @@ async def create_submission(
     store = ArtifactStore.of(settings)
     upload = await receive_upload(request, store.tmp_dir, settings.max_upload_bytes)
     try:
-        earlier = await run_in_threadpool(service.existing_for_key, session, team, key)
+        def find_earlier() -> Submission | None:
+            try:
+                return service.existing_for_key(session, team, key)
+            finally:
+                # Give the connection back before waiting for a thread to validate in: a
+                # request holding one while every thread waits for one stalls the pool.
+                session.commit()
+
+        earlier = await run_in_threadpool(find_earlier)
         if earlier is not None:
             return SubmissionAccepted(id=earlier.id, state=earlier.state,  # type: ignore[arg-type]
                                       duplicate=True)

@@ -208,13 +208,6 @@ def test_unscored_or_hidden_submission_is_not_found_on_public_routes(world: Worl
     assert own["reason"] == "a-private-failure-reason"
 
 
-def test_same_idempotency_key_from_another_team_is_a_new_submission(
-        world: World, make_predictions: Any) -> None:
-    response = upload(world.client, world.b_token, make_predictions(seed=12)[0], key="a-key-1")
-    assert response.status_code == 202, response.text
-    assert response.json()["id"] != world.a_sid and response.json()["duplicate"] is False
-
-
 # ------------------------------------------------------------------------ organiser endpoints
 
 

@@ -313,3 +313,26 @@ def test_scores_are_one_row_per_split_and_task(client: Any, make_team: Any,
     _, token = make_team("alpha")
     upload(client, token, make_predictions()[0])
     assert rows(settings, Score) == 9
+
+
+def test_upload_holds_no_db_connection_while_its_file_is_validated(
+        client: Any, make_team: Any, make_predictions: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Validation waits for a worker thread; a request holding a pooled connection meanwhile,
+    # while every thread waits for a connection, stalled the whole service under load.
+    from app.submissions import service
+
+    _, token = make_team("alpha")
+    pool = client.app.state.engine.pool
+    held: list[int] = []
+    real_validate = service.validate
+
+    def validate(settings: Any, upload: Any) -> Any:
+        held.append(pool.checkedout())
+        return real_validate(settings, upload)
+
+    monkeypatch.setattr(service, "validate", validate)
+    response = upload(client, token, make_predictions(seed=4)[0],
+                      headers={"Idempotency-Key": "pool-1"})
+    assert response.status_code == 202, response.text
+    assert held == [0]
