@@ -43,7 +43,10 @@ class BodyCap:
         self.capped = RequestBodyLimitMiddleware(app, max_body_size=limit)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or (scope["method"], scope["path"]) == STREAMED_UPLOAD:
+        path, root = scope.get("path", ""), scope.get("root_path", "")
+        if root and path.startswith(root):  # served under a prefix (a proxy's root path)
+            path = path[len(root):]
+        if scope["type"] != "http" or (scope["method"], path) == STREAMED_UPLOAD:
             await self.app(scope, receive, send)
             return
         declared = Headers(scope=scope).get("content-length", "")

@@ -474,6 +474,14 @@ def test_upload_is_not_held_to_the_json_body_cap(client: Any, make_team: Any) ->
     # Read in full and judged on its content (too many rows), not refused by size.
     assert response.status_code == 422, response.text
     assert response.json()["error"] == "invalid_file"
+    # The same behind a proxy that serves the app under a prefix.
+    from fastapi.testclient import TestClient
+
+    prefixed = TestClient(client.app, root_path="/lb")
+    response = prefixed.post("/lb/api/v1/submissions", headers=bearer(token),
+                             files={"file": ("p.csv", big, "text/csv")},
+                             data={"country": "NL", "method": "m"})
+    assert response.status_code == 422 and response.json()["error"] == "invalid_file"
 
 
 def test_auth_write_is_committed_and_unlocked_before_the_endpoint_runs(
