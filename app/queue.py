@@ -39,6 +39,12 @@ _lock = threading.Lock()
 _current: Queue | None = None
 
 
+# Five retries 3 s apart outlast ~1 min of lock contention (SQLite waits 10 s per try); after
+# that the reaper's re-enqueue (LB_REQUEUE_SECONDS) is the safety net.
+TASK_RETRIES = 5
+TASK_RETRY_DELAY_S = 3
+
+
 def make_huey(settings: Settings, *, immediate: bool = False) -> Huey:
     if settings.redis_url:
         return RedisHuey(QUEUE_NAME, url=settings.redis_url, immediate=immediate, results=False)
@@ -53,11 +59,15 @@ def configure(settings: Settings, *, immediate: bool = False) -> Queue:
     huey = make_huey(settings, immediate=immediate)
     ctx = WorkerContext.create(settings)
 
-    @huey.task(name="score_submission")  # type: ignore[untyped-decorator]
+    # A task that raises (a claim that met "database is locked", a DB connection cut before the
+    # lease was taken) is dropped by Huey unless it retries; the claim makes retries harmless.
+    @huey.task(name="score_submission", retries=TASK_RETRIES,  # type: ignore[untyped-decorator]
+               retry_delay=TASK_RETRY_DELAY_S)
     def score_task(submission_id: int) -> str:
         return score_submission(ctx, submission_id)
 
-    @huey.task(name="verify_submission")  # type: ignore[untyped-decorator]
+    @huey.task(name="verify_submission", retries=TASK_RETRIES,  # type: ignore[untyped-decorator]
+               retry_delay=TASK_RETRY_DELAY_S)
     def verify_task(verification_id: int) -> str:
         return verify(ctx, verification_id)
 

@@ -157,3 +157,32 @@ def test_consumer_checks_the_reaper_every_reaper_seconds(settings: Any) -> None:
         assert consumer._create_scheduler().periodic_task_seconds == 7
     finally:
         queue_module.reset()
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_claim_that_meets_a_locked_database_is_retried_not_dropped(
+        settings: Any, ctx: WorkerContext, make_team: Any, make_predictions: Any) -> None:
+    import sqlite3
+
+    # The reaper's re-enqueue is pushed out of reach: only the task's own retry can score it.
+    patient = settings.model_copy(update={"requeue_seconds": 3600})
+    configured = queue_module.configure(patient)
+    team, _ = make_team("alpha")
+    sid = insert(ctx, team.id, ctx.store.put_bytes(make_predictions()[0]))
+    queue_module.enqueue_scoring(sid)
+    database = settings.db_url.removeprefix("sqlite:///")
+    blocker = sqlite3.connect(database, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # holds the write lock past the 10 s busy timeout
+    worker = start_worker(patient, LB_REQUEUE_SECONDS="3600")
+    try:
+        wait_for(lambda: "database is locked" in worker_logs(), 60, "the claim to meet the lock")
+        blocker.execute("ROLLBACK")
+        wait_for(lambda: submission(ctx, sid).state == "scored", 60, "the retried claim")
+    finally:
+        blocker.close()
+        stop(worker)
+        configured.huey.flush()
+    assert submission(ctx, sid).attempts == 1
+    with ctx.factory() as session:
+        assert session.scalar(
+            select(func.count()).select_from(Score).where(Score.submission_id == sid)) == 9
