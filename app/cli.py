@@ -120,12 +120,9 @@ def serve(
                     forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"))
     finally:
         if worker_process is not None:
-            worker_process.send_signal(signal.SIGINT)
-            try:
-                worker_process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                worker_process.kill()
-                worker_process.wait()
+            from app.processes import stop_gracefully
+
+            stop_gracefully(worker_process)
 
 
 @cli.command()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ import httpx
 import numpy as np
 import numpy.typing as npt
 
+from app.processes import stop_gracefully
 from evaluator.schema import COUNTRIES, Country
 
 MARKER = ".mtme-demo"
@@ -158,7 +158,7 @@ def running_server(plan: DemoPlan, say: Say) -> Iterator[subprocess.Popen[bytes]
             say(f"serving at {plan.url} (log: {log_path})")
             yield process
         finally:
-            stop(process)
+            stop_gracefully(process)
 
 
 def wait_healthy(plan: DemoPlan, process: subprocess.Popen[bytes], log: Path,
@@ -176,22 +176,10 @@ def wait_healthy(plan: DemoPlan, process: subprocess.Popen[bytes], log: Path,
         except httpx.HTTPError:
             pass
         if time.monotonic() > deadline:
-            stop(process)
+            stop_gracefully(process)
             raise DemoError(f"the service did not answer on {plan.url} within {timeout_s:.0f} s;"
                             f" see {log}")
         time.sleep(0.3)
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    # SIGINT lets `serve` stop its queue consumer too; SIGKILL only if that hangs.
-    process.send_signal(signal.SIGINT)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 # -------------------------------------------------------------------------- sample entries
