@@ -26,6 +26,16 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+# Every DB call of the API runs in AnyIO's worker threads (40 by default), so a pool at least
+# that large means no request ever waits for a connection: under load a pool of 15 made readers
+# wait 30 s behind uploads queued on SQLite's write lock, then fail (bench_load: 22 × 500/503).
+THREADS = 40
+SQLITE_POOL = {"pool_size": 10, "max_overflow": THREADS + 10}
+# A server database counts its connections (PostgreSQL: max_connections, 100 by default); the
+# API, each worker and the CLI share them.
+SERVER_POOL = {"pool_size": 10, "max_overflow": THREADS - 10}
+
+
 def make_engine(settings: Settings | str) -> Engine:
     url = settings if isinstance(settings, str) else settings.db_url
     if url.startswith("sqlite"):
@@ -34,10 +44,11 @@ def make_engine(settings: Settings | str) -> Engine:
             from pathlib import Path
 
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10},
+                               **SQLITE_POOL)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, **SERVER_POOL)
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
