@@ -30,6 +30,7 @@ from evaluator.schema import COUNTRIES, Country
 MARKER = ".mtme-demo"
 TOKENS_FILE = "tokens.json"
 ENTERED_FILE = "entered.json"
+PARTICIPANTS_FILE = "participants.json"
 SERVER_LOG = "server.log"
 # Organisers enter the baselines and verify them; the two participants show what teams see.
 TEAMS: dict[str, dict[str, bool]] = {
@@ -328,7 +329,8 @@ def wait_verified(plan: DemoPlan, organiser_token: str, timeout_s: float = 900.0
             while True:
                 response = client.get(f"/api/v1/submissions/{sid}/verifications")
                 response.raise_for_status()
-                newest = response.json()[0] if response.json() else None
+                history = response.json()
+                newest = history[0] if history else None
                 if newest is not None and newest["state"] in ("done", "failed"):
                     outcome[sid] = newest["verified"]
                     if say is not None and newest["state"] == "failed":
@@ -352,11 +354,15 @@ def run_demo(plan: DemoPlan, say: Say, *, keep_serving: bool = True) -> None:
     else:
         tokens = json.loads((plan.folder / TOKENS_FILE).read_text())
     with running_server(plan, say) as process:
-        if not reused:
+        entered = plan.folder / PARTICIPANTS_FILE
+        if not entered.is_file():
+            # Also after an interrupted first run: the idempotency keys make a resent file
+            # return its earlier submission.
             say("entering the sample participants' prediction files")
             ids = enter_participants(plan, tokens, say)
             wait_scored(plan, tokens["logreg-lab"], ids[0::2])
             wait_scored(plan, tokens["coin-flip"], ids[1::2])
+            entered.write_text(json.dumps(ids) + "\n")
             say(f"the leaderboard is up at {plan.url}/ ; organisers log in at "
                 f"{plan.url}/organiser with the 'organisers' token from "
                 f"{plan.folder / TOKENS_FILE}")

@@ -12,7 +12,15 @@ from sqlalchemy import create_engine, text
 from typer.testing import CliRunner
 
 from app.cli import cli
-from app.demo import ENTERED_FILE, MARKER, TOKENS_FILE, DemoError, DemoPlan, run_demo
+from app.demo import (
+    ENTERED_FILE,
+    MARKER,
+    PARTICIPANTS_FILE,
+    TOKENS_FILE,
+    DemoError,
+    DemoPlan,
+    run_demo,
+)
 
 
 def free_port() -> int:
@@ -63,9 +71,12 @@ def test_demo_builds_serves_and_enters_everything_once(tmp_path: Path) -> None:
     assert float(str(auc["logreg-lab"])) > 0.6
     assert 0.4 < float(str(auc["coin-flip"])) < 0.6
 
-    # A second run serves what is there: no new teams, submissions or training.
+    # A second run serves what is there: no new teams, submissions or training. Even a run cut
+    # off before it recorded the participants' entries sends them again without a duplicate.
+    (folder / PARTICIPANTS_FILE).unlink()
     lines.clear()
     run_demo(plan, lines.append, keep_serving=False)
+    assert (folder / PARTICIPANTS_FILE).is_file()
     assert any("reusing" in line for line in lines)
     assert len(rows(folder, "SELECT id FROM submission")) == 4
     assert len(rows(folder, "SELECT id FROM team")) == 4
