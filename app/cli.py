@@ -18,6 +18,7 @@ import typer
 
 from app.organiser.cli import add_admin_commands
 from baselines.cli import baselines_app
+from baselines.config import CHALLENGE_MODELS
 from evaluator.cli import data_app, score
 
 cli = typer.Typer(help="MTME challenge leaderboard: data, scoring, service, baselines.",
@@ -148,7 +149,7 @@ def demo(
     countries: str = typer.Option("NL,ES,FR,US", "--countries", help="comma-separated codes"),
     train_rows: int = typer.Option(100_000, "--train-rows", min=1000),
     test_rows: int = typer.Option(100_000, "--test-rows", min=1000),
-    baselines: str = typer.Option("dnn,mmoe,ple,esmm,aitm", "--baselines",
+    baselines: str = typer.Option(",".join(CHALLENGE_MODELS), "--baselines",
                                   help="models to train and enter; empty for none"),
     threads: int = typer.Option(max(1, (os.cpu_count() or 2) - 1), "--threads", min=1,
                                 help="training threads (leave a core to the service)"),

@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from app.processes import stop_gracefully
+from baselines.config import CHALLENGE_MODELS
 from evaluator.schema import COUNTRIES, Country
 
 MARKER = ".mtme-demo"
@@ -56,7 +57,7 @@ class DemoPlan:
     train_rows: int = 100_000
     test_rows: int = 100_000
     seed: int = 0
-    baselines: tuple[str, ...] = ("dnn", "mmoe", "ple", "esmm", "aitm")
+    baselines: tuple[str, ...] = CHALLENGE_MODELS
     threads: int = 1
     fresh: bool = False
 
