@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from app.config import Settings
 
@@ -33,11 +33,11 @@ def test_production_refuses_the_default_secret_key() -> None:
 
 def test_production_refuses_sqlite() -> None:
     with pytest.raises(ValidationError, match="PostgreSQL"):
-        Settings(env="production", secret_key=STRONG)
+        Settings(env="production", secret_key=SecretStr(STRONG))
 
 
 def test_production_accepts_a_strong_key_and_a_server_database() -> None:
-    settings = Settings(env="production", secret_key=STRONG,
+    settings = Settings(env="production", secret_key=SecretStr(STRONG),
                         database_url="postgresql+psycopg://db/lb")
     assert settings.env == "production"
 

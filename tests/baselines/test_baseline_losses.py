@@ -10,6 +10,7 @@ from sklearn.metrics import log_loss
 
 from baselines.losses import multitask_loss
 from baselines.models import build_model
+from baselines.models.esmm import ESMM
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -34,7 +35,9 @@ def test_loss_is_the_mean_of_ctr_and_ctcvr_log_losses() -> None:
 def test_esmm_cvr_column_receives_no_direct_loss() -> None:
     outputs = (torch.rand(40, 3) * 0.9 + 0.05).requires_grad_()
     click, conversion = _labels(40)
-    multitask_loss(outputs, click, conversion, ("ctr", "cvr", "ctcvr")).backward()
+    loss = multitask_loss(outputs, click, conversion, ("ctr", "cvr", "ctcvr"))
+    # torch ships Tensor.backward without annotations.
+    loss.backward()  # type: ignore[no-untyped-call]
     assert outputs.grad is not None
     assert bool((outputs.grad[:, 1] == 0).all())
     assert bool((outputs.grad[:, 0] != 0).any()) and bool((outputs.grad[:, 2] != 0).any())
@@ -42,9 +45,11 @@ def test_esmm_cvr_column_receives_no_direct_loss() -> None:
 
 def test_esmm_cvr_tower_still_learns_through_ctcvr() -> None:
     model = build_model("esmm", FIELD_DIMS, TINY_ARCH)
+    assert isinstance(model, ESMM)
     click, conversion = _labels(32)
     loss = multitask_loss(model(*random_inputs(32)), click, conversion, ("ctr", "cvr", "ctcvr"))
-    loss.backward()
+    # torch ships Tensor.backward without annotations.
+    loss.backward()  # type: ignore[no-untyped-call]
     grads = [p.grad for p in model.cvr_tower.parameters()]
     assert all(g is not None for g in grads)
     assert any(bool(g.abs().sum() > 0) for g in grads if g is not None)

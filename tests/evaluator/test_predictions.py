@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import re
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,7 @@ def _write(tmp_path: Path, content: str | bytes, name: str = "pred.csv") -> Path
     return path
 
 
-def _csv(rows: list[tuple[object, ...]], header: str = "row_id,ctr,cvr") -> str:
+def _csv(rows: Sequence[tuple[object, ...]], header: str = "row_id,ctr,cvr") -> str:
     return header + "\n" + "".join(",".join(str(v) for v in row) + "\n" for row in rows)
 
 

@@ -6,13 +6,14 @@ import json
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 from scoring_factories import make_prepared, random_predictions, random_prepared
 from sklearn.metrics import log_loss as sk_log_loss
 from sklearn.metrics import roc_auc_score
 
 from evaluator.predictions import Predictions
-from evaluator.schema import SPLITS, TASKS
+from evaluator.schema import SPLITS, TASKS, Split, Task
 from evaluator.scoring import SCORER_VERSION, ScoreReport, TaskScore, score_predictions
 
 
@@ -22,10 +23,11 @@ def test_scores_equal_sklearn_for_every_split_and_task(tmp_path: Path) -> None:
     report = score_predictions(data, predictions)
     click = np.asarray(data.click).astype(bool)
     conversion = np.asarray(data.conversion).astype(bool)
-    masks = {"public": np.asarray(data.public), "private": ~np.asarray(data.public),
-             "full": np.ones(data.n_rows, dtype=bool)}
+    masks: dict[Split, npt.NDArray[np.bool_]] = {
+        "public": np.asarray(data.public), "private": ~np.asarray(data.public),
+        "full": np.ones(data.n_rows, dtype=bool)}
     for split, mask in masks.items():
-        cases = {
+        cases: dict[Task, tuple[npt.NDArray[np.bool_], npt.NDArray[np.float64]]] = {
             "ctr": (click[mask], predictions.ctr[mask]),
             "cvr": (conversion[mask & click], predictions.cvr[mask & click]),
             "ctcvr": (conversion[mask], predictions.ctcvr[mask]),
@@ -36,6 +38,7 @@ def test_scores_equal_sklearn_for_every_split_and_task(tmp_path: Path) -> None:
             expected_loss = sk_log_loss(labels, np.clip(probs, 1e-7, 1 - 1e-7), labels=[0, 1])
             assert score.logloss == pytest.approx(expected_loss, rel=1e-12)
             assert (score.n_pos, score.n_neg) == (int(labels.sum()), int((~labels).sum()))
+            assert score.auc is not None
             assert score.ci_low is not None and score.ci_high is not None
             assert score.ci_low < score.auc < score.ci_high
 

@@ -8,9 +8,9 @@ from leaderboard_factories import T0, entry
 
 from app.leaderboard.pages import country_page, overall_page
 from app.leaderboard.reference import all_reported_rows
-from app.leaderboard.view import Board, build_board
+from app.leaderboard.view import Board, Column, build_board
 from evaluator.compare import TieResult
-from evaluator.schema import COUNTRIES
+from evaluator.schema import COUNTRIES, Country
 
 XSS_TEAM = "<script>alert(1)</script>"
 FORMULA_METHOD = '=HYPERLINK("http://evil.example","x")'
@@ -35,13 +35,14 @@ def parse(html: str) -> TagCollector:
     return collector
 
 
-def make_board(country: str | None = None) -> Board:
+def make_board(country: Country | None = None) -> Board:
     entries = [entry(1 + i, XSS_TEAM, FORMULA_METHOD, cc, 0.71, team_id=1)
                for i, cc in enumerate(COUNTRIES)]
     entries += [entry(10 + i, "organisers", "ESMM", cc, 0.72, team_id=2, baseline=True)
                 for i, cc in enumerate(COUNTRIES)]
-    groups = {("NL", "ctr"): {11: TieResult(0.72, 1, 11, None), 1: TieResult(0.71, 2, 1, None)}}
-    return build_board(entries, split="public", revealed=False, country=country,  # type: ignore[arg-type]
+    groups: dict[Column, dict[int, TieResult]] = {
+        ("NL", "ctr"): {11: TieResult(0.72, 1, 11, None), 1: TieResult(0.71, 2, 1, None)}}
+    return build_board(entries, split="public", revealed=False, country=country,
                        ranking="mean_auc", groups=groups, groups_state="ready",
                        reported=all_reported_rows(), generated_at=T0)
 

@@ -2,24 +2,44 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
+
 import pytest
 from leaderboard_factories import T0, entry
 
-from app.leaderboard.reference import reported_rows
-from app.leaderboard.view import ALL_COLUMNS, build_board
+from app.leaderboard.reference import ReportedRow, reported_rows
+from app.leaderboard.view import (
+    ALL_COLUMNS,
+    Board,
+    Column,
+    Entry,
+    GroupsState,
+    Ranking,
+    build_board,
+)
 from evaluator.compare import TieResult
-from evaluator.schema import COUNTRIES
+from evaluator.schema import COUNTRIES, Country, Split
 
 
-def board(entries, **kwargs):  # type: ignore[no-untyped-def]
-    options = dict(split="public", revealed=False, country=None, ranking="mean_auc",
-                   groups=None, groups_state="unavailable", reported=[], generated_at=T0)
-    options.update(kwargs)
-    return build_board(entries, **options)
+def board(
+    entries: Iterable[Entry],
+    *,
+    split: Split = "public",
+    revealed: bool = False,
+    country: Country | None = None,
+    ranking: Ranking = "mean_auc",
+    groups: Mapping[Column, Mapping[int, TieResult]] | None = None,
+    groups_state: GroupsState = "unavailable",
+    reported: Sequence[ReportedRow] = (),
+) -> Board:
+    return build_board(entries, split=split, revealed=revealed, country=country, ranking=ranking,
+                       groups=groups, groups_state=groups_state, reported=reported,
+                       generated_at=T0)
 
 
-def full(team: str, method: str, auc: float, first_id: int, **kw):  # type: ignore[no-untyped-def]
-    return [entry(first_id + i, team, method, cc, auc, **kw) for i, cc in enumerate(COUNTRIES)]
+def full(team: str, method: str, auc: float, first_id: int, *, team_id: int) -> list[Entry]:
+    return [entry(first_id + i, team, method, cc, auc, team_id=team_id)
+            for i, cc in enumerate(COUNTRIES)]
 
 
 def test_row_shows_the_latest_submission_per_country() -> None:
@@ -86,7 +106,8 @@ def test_average_rank_mode_orders_by_mean_place() -> None:
 
 def test_undefined_auc_keeps_its_reason_and_no_group() -> None:
     e = entry(1, "a", "m", "NL", {"ctr": 0.7, "cvr": None, "ctcvr": 0.8}, team_id=1)
-    groups = {("NL", "cvr"): {1: TieResult(auc=0.5, group=1, leader=1, p_value=None)}}
+    groups: dict[Column, dict[int, TieResult]] = {
+        ("NL", "cvr"): {1: TieResult(auc=0.5, group=1, leader=1, p_value=None)}}
     (row,) = board([e], country="NL", groups=groups, groups_state="ready").rows
     cell = row.cells[("NL", "cvr")]
     assert cell.auc is None
@@ -97,7 +118,8 @@ def test_undefined_auc_keeps_its_reason_and_no_group() -> None:
 def test_tie_groups_reach_their_cells() -> None:
     entries = [entry(1, "a", "m", "NL", 0.8, team_id=1), entry(2, "b", "m", "NL", 0.79,
                                                                 team_id=2)]
-    groups = {("NL", "ctr"): {1: TieResult(0.8, 1, 1, None), 2: TieResult(0.79, 1, 1, 0.3)}}
+    groups: dict[Column, dict[int, TieResult]] = {
+        ("NL", "ctr"): {1: TieResult(0.8, 1, 1, None), 2: TieResult(0.79, 1, 1, 0.3)}}
     rows = {r.team: r for r in board(entries, groups=groups, groups_state="ready").rows}
     assert rows["b"].cells[("NL", "ctr")].group == 1
     assert rows["b"].cells[("NL", "ctr")].p_value == 0.3
