@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
+from schemathesis.core.result import Ok
 from schemathesis.specs.openapi.checks import (
     ignored_auth,
     negative_data_rejection,
@@ -58,7 +59,12 @@ class Fuzz:
         self.statuses: Counter[int] = Counter()
 
     def operations(self) -> list[Any]:
-        return [result.ok() for result in self.schema.get_all_operations()]
+        operations = []
+        for result in self.schema.get_all_operations():
+            # An Err is a part of the schema schemathesis could not read.
+            assert isinstance(result, Ok), result.err()
+            operations.append(result.ok())
+        return operations
 
     def strategy(self, operation: Any) -> Any:
         strategies = [operation.as_strategy(), operation.as_strategy(GenerationMode.NEGATIVE)]

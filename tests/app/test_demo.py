@@ -59,15 +59,16 @@ def test_demo_builds_serves_and_enters_everything_once(tmp_path: Path) -> None:
         ("baselines", "scored"), ("baselines", "scored")]
     # Three tasks on three splits, for each submission, once.
     per_sub = rows(folder, "SELECT submission_id, count(*) FROM score GROUP BY submission_id")
-    assert sorted(count for _, count in per_sub) == [9, 9, 9, 9]
+    assert sorted(int(str(count)) for _, count in per_sub) == [9, 9, 9, 9]
     verifications = rows(folder, "SELECT state, verified FROM verification")
     assert verifications == [("done", 1), ("done", 1)]
     assert any("2 of 2 checkpoints reproduce" in line for line in lines)
 
     # The participants' logistic regression learns something; random guessing does not.
-    auc = dict(rows(folder, "SELECT t.name, sc.auc FROM score sc JOIN submission s "
-                            "ON s.id = sc.submission_id JOIN team t ON t.id = s.team_id "
-                            "WHERE sc.split = 'full' AND sc.task = 'ctr'"))
+    auc = {team: value for team, value in rows(
+        folder, "SELECT t.name, sc.auc FROM score sc JOIN submission s "
+                "ON s.id = sc.submission_id JOIN team t ON t.id = s.team_id "
+                "WHERE sc.split = 'full' AND sc.task = 'ctr'")}
     assert float(str(auc["logreg-lab"])) > 0.6
     assert 0.4 < float(str(auc["coin-flip"])) < 0.6
 

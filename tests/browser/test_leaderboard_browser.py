@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import numpy as np
@@ -29,6 +30,10 @@ import pytest
 from evaluator.data.prepare import prepare_csv
 from evaluator.data.prepared import PreparedData
 from evaluator.data.synth import write_synthetic
+
+if TYPE_CHECKING:
+    from selenium.webdriver.remote.webdriver import WebDriver
+    from selenium.webdriver.remote.webelement import WebElement
 
 pytestmark = pytest.mark.browser
 
@@ -76,7 +81,7 @@ def leaderboard_cli(env: dict[str, str], *args: str) -> str:
 
 def token_of(output: str) -> str:
     # The token is printed once; take the longest URL-safe word of the output.
-    words = re.findall(r"[A-Za-z0-9_\-\.]{30,}", output)
+    words: list[str] = re.findall(r"[A-Za-z0-9_\-\.]{30,}", output)
     assert words, output
     return max(words, key=len)
 
@@ -182,7 +187,7 @@ def populated(server: Server) -> Server:
 
 
 @pytest.fixture(scope="module")
-def driver() -> Iterator[object]:
+def driver() -> Iterator[WebDriver]:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -204,19 +209,18 @@ def driver() -> Iterator[object]:
         shutil.rmtree(profile, ignore_errors=True)
 
 
-def screenshot(browser: object, name: str) -> Path:
+def screenshot(browser: WebDriver, name: str) -> Path:
     OUTPUT.mkdir(parents=True, exist_ok=True)
     path = OUTPUT / f"{name}.png"
     # Full page: shrink the window, then grow it to the document's height for the shot.
-    browser.set_window_size(1440, 900)  # type: ignore[attr-defined]
-    height = browser.execute_script(  # type: ignore[attr-defined]
-        "return document.documentElement.scrollHeight")
-    browser.set_window_size(1440, min(max(int(height), 900), 6000))  # type: ignore[attr-defined]
-    assert browser.save_screenshot(str(path))  # type: ignore[attr-defined]
+    browser.set_window_size(1440, 900)
+    height = browser.execute_script("return document.documentElement.scrollHeight")
+    browser.set_window_size(1440, min(max(int(height), 900), 6000))
+    assert browser.save_screenshot(str(path))
     return path
 
 
-def click_and_wait(browser: object, element: object) -> None:
+def click_and_wait(browser: WebDriver, element: WebElement) -> None:
     """Click something that loads a new page and wait until that page has replaced the old one.
 
     Reading the page straight after a click races the navigation: an element found on the old
@@ -225,88 +229,90 @@ def click_and_wait(browser: object, element: object) -> None:
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
-    old_root = browser.find_element("tag name", "html")  # type: ignore[attr-defined]
-    element.click()  # type: ignore[attr-defined]
-    wait = WebDriverWait(browser, 30)  # type: ignore[arg-type]
+    old_root = browser.find_element("tag name", "html")
+    element.click()
+    wait = WebDriverWait(browser, 30)
     wait.until(expected_conditions.staleness_of(old_root))
     wait.until(lambda b: b.execute_script("return document.readyState") == "complete")
 
 
-def no_alert(browser: object) -> bool:
+def no_alert(browser: WebDriver) -> bool:
     from selenium.common.exceptions import NoAlertPresentException
 
     try:
-        browser.switch_to.alert  # type: ignore[attr-defined]  # noqa: B018
+        browser.switch_to.alert  # noqa: B018
     except NoAlertPresentException:
         return True
     return False
 
 
-def test_leaderboard_country_switch_and_submission_roc(populated: Server, driver: object) -> None:
-    from selenium.webdriver.common.by import By
-
-    browser = driver
-    browser.get(populated.url + "/")  # type: ignore[attr-defined]
-    table = browser.find_element(By.ID, "leaderboard")  # type: ignore[attr-defined]
-    text = table.text
-    assert "deep-ctr" in text
-    assert XSS_TEAM in text  # shown as text ...
-    assert no_alert(browser)  # ... never run
-    assert browser.find_elements(By.CSS_SELECTOR, "#leaderboard .ci")  # type: ignore[attr-defined]
-    assert browser.find_elements(By.CSS_SELECTOR, "#leaderboard .group")  # type: ignore[attr-defined]
-    screenshot(browser, "overall")
-
-    click_and_wait(browser, browser.find_element(By.ID, "nav-ES"))  # type: ignore[attr-defined]
-    assert browser.current_url.endswith("/country/ES")  # type: ignore[attr-defined]
-    heading = browser.find_element(By.TAG_NAME, "h1").text  # type: ignore[attr-defined]
-    assert "ES" in heading
-    plots = browser.find_elements(By.CSS_SELECTOR, "svg.plot")  # type: ignore[attr-defined]
-    assert len(plots) == 4  # three CI plots and the CTR-vs-CVR scatter
-    assert no_alert(browser)
-    screenshot(browser, "country-ES")
-
-    link = browser.find_element(  # type: ignore[attr-defined]
-        By.XPATH, "//tr[.//span[@class='name' and text()='deep-ctr']]//a[@class='auc']")
-    click_and_wait(browser, link)
-    assert "/submissions/" in browser.current_url  # type: ignore[attr-defined]
-    submission_id = browser.current_url.rsplit("/", 1)[-1]  # type: ignore[attr-defined]
-    result = httpx.get(f"{populated.url}/api/v1/results/{submission_id}", timeout=10).json()
-    defined = [t for t, s in result["scores"]["public"].items() if s["auc"] is not None]
-    assert "ctr" in defined
-    curves = browser.find_elements(By.CSS_SELECTOR, "#roc polyline.roc-curve")  # type: ignore[attr-defined]
-    assert len(curves) == len(defined)  # one curve per task with both classes on the split
-    assert "deep-ctr" in browser.find_element(By.TAG_NAME, "h1").text  # type: ignore[attr-defined]
-    screenshot(browser, "submission")
-
-
-def test_organiser_logs_in_and_reveals_the_private_split(
-    populated: Server, driver: object, organiser_token: str,
+def test_leaderboard_country_switch_and_submission_roc(
+    populated: Server, driver: WebDriver,
 ) -> None:
     from selenium.webdriver.common.by import By
 
     browser = driver
-    browser.get(populated.url + "/organiser")  # type: ignore[attr-defined]
-    browser.find_element(By.ID, "token").send_keys(organiser_token)  # type: ignore[attr-defined]
-    click_and_wait(browser, browser.find_element(  # type: ignore[attr-defined]
+    browser.get(populated.url + "/")
+    table = browser.find_element(By.ID, "leaderboard")
+    text = table.text
+    assert "deep-ctr" in text
+    assert XSS_TEAM in text  # shown as text ...
+    assert no_alert(browser)  # ... never run
+    assert browser.find_elements(By.CSS_SELECTOR, "#leaderboard .ci")
+    assert browser.find_elements(By.CSS_SELECTOR, "#leaderboard .group")
+    screenshot(browser, "overall")
+
+    click_and_wait(browser, browser.find_element(By.ID, "nav-ES"))
+    assert browser.current_url.endswith("/country/ES")
+    heading = browser.find_element(By.TAG_NAME, "h1").text
+    assert "ES" in heading
+    plots = browser.find_elements(By.CSS_SELECTOR, "svg.plot")
+    assert len(plots) == 4  # three CI plots and the CTR-vs-CVR scatter
+    assert no_alert(browser)
+    screenshot(browser, "country-ES")
+
+    link = browser.find_element(
+        By.XPATH, "//tr[.//span[@class='name' and text()='deep-ctr']]//a[@class='auc']")
+    click_and_wait(browser, link)
+    assert "/submissions/" in browser.current_url
+    submission_id = browser.current_url.rsplit("/", 1)[-1]
+    result = httpx.get(f"{populated.url}/api/v1/results/{submission_id}", timeout=10).json()
+    defined = [t for t, s in result["scores"]["public"].items() if s["auc"] is not None]
+    assert "ctr" in defined
+    curves = browser.find_elements(By.CSS_SELECTOR, "#roc polyline.roc-curve")
+    assert len(curves) == len(defined)  # one curve per task with both classes on the split
+    assert "deep-ctr" in browser.find_element(By.TAG_NAME, "h1").text
+    screenshot(browser, "submission")
+
+
+def test_organiser_logs_in_and_reveals_the_private_split(
+    populated: Server, driver: WebDriver, organiser_token: str,
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser = driver
+    browser.get(populated.url + "/organiser")
+    browser.find_element(By.ID, "token").send_keys(organiser_token)
+    click_and_wait(browser, browser.find_element(
         By.CSS_SELECTOR, "form.login button"))
-    assert "Logged in" in browser.find_element(By.CLASS_NAME, "flash").text  # type: ignore[attr-defined]
-    cookie = browser.get_cookie("lb_org")  # type: ignore[attr-defined]
+    assert "Logged in" in browser.find_element(By.CLASS_NAME, "flash").text
+    cookie = browser.get_cookie("lb_org")
     assert cookie is not None
     assert cookie["httpOnly"] is True
     assert cookie["sameSite"] == "Strict"
     assert organiser_token not in cookie["value"]
-    table = browser.find_element(By.ID, "org-submissions").text  # type: ignore[attr-defined]
+    table = browser.find_element(By.ID, "org-submissions").text
     assert XSS_TEAM in table
     assert no_alert(browser)
     screenshot(browser, "organiser")
 
-    click_and_wait(browser, browser.find_element(By.ID, "reveal"))  # type: ignore[attr-defined]
-    assert "revealed" in browser.find_element(By.CLASS_NAME, "flash").text  # type: ignore[attr-defined]
-    audit = browser.find_element(By.ID, "audit").text  # type: ignore[attr-defined]
+    click_and_wait(browser, browser.find_element(By.ID, "reveal"))
+    assert "revealed" in browser.find_element(By.CLASS_NAME, "flash").text
+    audit = browser.find_element(By.ID, "audit").text
     assert "organisers" in audit
     assert "reveal" in audit
-    browser.get(populated.url + "/")  # type: ignore[attr-defined]
-    assert "private" in browser.find_element(By.CLASS_NAME, "split").text  # type: ignore[attr-defined]
+    browser.get(populated.url + "/")
+    assert "private" in browser.find_element(By.CLASS_NAME, "split").text
     assert httpx.get(f"{populated.url}/api/v1/leaderboard", timeout=10).json()["split"] == (
         "private")
     screenshot(browser, "overall-revealed")

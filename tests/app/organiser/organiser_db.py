@@ -4,7 +4,7 @@ artifact store and the settings that tie them together (`World`)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Generator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -140,7 +140,7 @@ class World:
         return submission
 
 
-def app_client(world: World) -> Iterator[TestClient]:
+def app_client(world: World) -> Generator[TestClient, None, None]:
     """A TestClient on the real application for the world's settings, with an immediate queue
     (rescoring runs inside the request that enqueues it)."""
     from app import queue

@@ -120,7 +120,8 @@ def test_rescore_queues_every_scored_submission_and_keeps_old_scores(
 def login(client: TestClient, token: str) -> str:
     response = client.post("/organiser/login", data={"token": token}, follow_redirects=False)
     assert response.status_code == 303
-    return response.headers.get("set-cookie", "")
+    cookie: str = response.headers.get("set-cookie", "")
+    return cookie
 
 
 def csrf_of(client: TestClient) -> str:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from app.db import make_engine, session_factory
 from app.models import ChallengeState, Score, Submission
@@ -168,7 +168,7 @@ def test_failed_submissions_do_not_count_towards_the_quota(client: Any, make_tea
         assert upload(client, token, body).status_code == 202
     engine = make_engine(settings)
     with session_factory(engine)() as session:
-        session.execute(Submission.__table__.update().values(state="failed"))
+        session.execute(update(Submission).values(state="failed"))
         session.commit()
     engine.dispose()
     assert upload(client, token, body).status_code == 202
