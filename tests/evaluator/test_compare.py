@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from evaluator.compare import (
+    PairedTestResult,
     column_ranks,
     pareto_front,
     rank_by_average_rank,
@@ -95,7 +96,9 @@ def test_grouping_matches_direct_delong_computation() -> None:
         assert result.auc == pytest.approx(direct_auc[key], abs=1e-12)
         if result.is_leader:
             continue
-        _, _, p = direct_delong_p(labels, entries[result.leader], entries[key])  # type: ignore[index]
+        leader = result.leader
+        assert isinstance(leader, str)
+        _, _, p = direct_delong_p(labels, entries[leader], entries[key])
         assert result.p_value == pytest.approx(p, rel=1e-6)
         assert p >= 0.05
     # Every entry outside a group is significantly different from that group's leader, and each
@@ -205,14 +208,18 @@ def test_memo_reuses_earlier_paired_tests() -> None:
 
     calls: list[int] = []
 
-    def counted(y, a, b):  # type: ignore[no-untyped-def]
+    def counted(
+        y: npt.NDArray[np.integer] | npt.NDArray[np.bool_],
+        a: npt.NDArray[np.floating],
+        b: npt.NDArray[np.floating],
+    ) -> PairedTestResult:
         calls.append(1)
         return delong_paired_test(y, a, b)
 
     rng = np.random.default_rng(5)
     labels = make_labels(rng, 400)
     scores = {k: noisy_scores(rng, labels, s) for k, s in (("a", 2.0), ("b", 1.0), ("c", 0.1))}
-    memo: dict = {}  # type: ignore[type-arg]
+    memo: dict[tuple[str, str], PairedTestResult] = {}
     first = tie_groups(labels, {k: scores[k] for k in ("a", "b")}, paired_test=counted,
                        memo=memo)
     before = len(calls)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -93,11 +95,11 @@ def test_json_has_the_documented_shape_and_round_trips(tmp_path: Path) -> None:
     ],
 )
 def test_from_json_refuses_other_shapes_saying_where(
-    tmp_path: Path, change: object, message: str
+    tmp_path: Path, change: Callable[[dict[str, Any]], object], message: str
 ) -> None:
     data = random_prepared(tmp_path, n=500)
     as_json = json.loads(json.dumps(score_predictions(data, random_predictions(data)).to_json()))
-    change(as_json)  # type: ignore[operator]
+    change(as_json)
     with pytest.raises(ValueError, match=message):
         ScoreReport.from_json(as_json)
 

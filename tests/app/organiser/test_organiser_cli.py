@@ -36,7 +36,7 @@ def test_hide_from_the_command_line_is_audited_as_the_server_cli(world: World) -
     assert code == 0, output
     assert "hidden=True" in output
     world.session.expire_all()
-    assert world.session.get(Submission, submission.id).hidden  # type: ignore[union-attr]
+    assert world.session.get_one(Submission, submission.id).hidden
     row = world.session.execute(select(AuditLog)).scalar_one()
     assert (row.action, row.actor_team_id) == ("hide", None)
 

@@ -162,14 +162,14 @@ def test_page_actions_need_the_csrf_token(world: World, client: TestClient,
                           follow_redirects=False)
     assert refused.headers["location"].endswith("err=csrf")
     world.session.expire_all()
-    assert not world.session.get(Submission, submission.id).hidden  # type: ignore[union-attr]
+    assert not world.session.get_one(Submission, submission.id).hidden
 
     done = client.post("/organiser/action", data={
         "action": "hide", "csrf": csrf_of(client), "submission_id": str(submission.id),
         "reason": "spam"}, follow_redirects=False)
     assert "msg=done" in done.headers["location"]
     world.session.expire_all()
-    assert world.session.get(Submission, submission.id).hidden  # type: ignore[union-attr]
+    assert world.session.get_one(Submission, submission.id).hidden
     row = world.session.execute(select(AuditLog)).scalar_one()
     assert row.action == "hide"
 

@@ -21,7 +21,7 @@ def test_hide_sets_the_flag_and_records_who_and_why(lb_session: Session) -> None
     submission = add_submission(lb_session, add_team(lb_session, "a"))
     service.set_hidden(lb_session, organiser, submission.id, True, "  leaked   labels ")
     lb_session.commit()
-    assert lb_session.get(Submission, submission.id).hidden  # type: ignore[union-attr]
+    assert lb_session.get_one(Submission, submission.id).hidden
     (row,) = audit_rows(lb_session)
     assert (row.actor_team_id, row.action, row.target_type, row.target_id) == (
         organiser.id, "hide", "submission", submission.id)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -151,19 +150,26 @@ def test_an_honest_checkpoint_on_the_gpu_matches_the_cpu_run(
     np.testing.assert_allclose(run.cvr, honest_run.cvr, rtol=0, atol=1e-5)
 
 
-def _ended(**changes: object) -> ChildOutcome:
-    base = ChildOutcome(
-        returncode=None,
-        term_signal=None,
-        cpu_s=1.0,
-        max_rss_bytes=100 << 20,
+def _ended(
+    *,
+    returncode: int | None = None,
+    term_signal: int | None = None,
+    cpu_s: float = 1.0,
+    max_rss_bytes: int = 100 << 20,
+    wall_timed_out: bool = False,
+    output_tail: str = "",
+) -> ChildOutcome:
+    return ChildOutcome(
+        returncode=returncode,
+        term_signal=term_signal,
+        cpu_s=cpu_s,
+        max_rss_bytes=max_rss_bytes,
         wall_s=2.0,
-        wall_timed_out=False,
+        wall_timed_out=wall_timed_out,
         result=b"",
         result_overflow=False,
-        output_tail="",
+        output_tail=output_tail,
     )
-    return replace(base, **changes)  # type: ignore[arg-type]
 
 
 LIMITS = Limits(wall_time_s=60, cpu_time_s=30, memory_bytes=2 << 30)
