@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import text
 from starlette.datastructures import Headers
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
@@ -62,8 +62,10 @@ class BodyCap:
 
 
 class Health(BaseModel):
-    status: str
+    status: str = Field(description="`ok`, or `degraded` when the database or the queue fails")
     database: str
+    queue: str = Field(description="`ok`, or the error met asking the queue (Redis down): "
+                                   "uploads are still accepted and enqueued once it is back")
     queue_depth: int | None
 
 
@@ -108,12 +110,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             session.execute(text("SELECT 1"))
         except Exception as exc:  # reported, not raised: health must answer
             database = f"error: {type(exc).__name__}"
-        depth: int | None
+        depth: int | None = None
+        queue = "ok"
         try:
             depth = current().depth()
-        except Exception:
-            depth = None
-        body = Health(status="ok" if database == "ok" else "degraded", database=database,
+        except Exception as exc:  # reported, not raised, as above
+            queue = f"error: {type(exc).__name__}"
+        healthy = database == "ok" and queue == "ok"
+        body = Health(status="ok" if healthy else "degraded", database=database, queue=queue,
                       queue_depth=depth)
         if database != "ok":
             return JSONResponse(body.model_dump(), status_code=503)
