@@ -175,7 +175,10 @@ def test_a_claim_that_meets_a_locked_database_is_retried_not_dropped(
     blocker.execute("BEGIN IMMEDIATE")  # holds the write lock past the 10 s busy timeout
     worker = start_worker(patient, LB_REQUEUE_SECONDS="3600")
     try:
-        wait_for(lambda: "database is locked" in worker_logs(), 60, "the claim to meet the lock")
+        # The whole log: worker_logs() keeps only its tail, where the reaper's lines can push the
+        # error out of sight.
+        wait_for(lambda: any("database is locked" in log.read_text(errors="replace")
+                             for log in LOGS), 60, "the claim to meet the lock")
         blocker.execute("ROLLBACK")
         wait_for(lambda: submission(ctx, sid).state == "scored", 60, "the retried claim")
     finally:
