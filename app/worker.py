@@ -3,7 +3,8 @@
 A worker takes a lease on a submission with one conditional UPDATE, renews it from a heartbeat
 thread while it works, and writes the scores and the state change in one transaction guarded by
 the lease. A reaper puts back submissions whose lease expired (a worker died), a bounded number
-of times. Huey delivers at most once, so nothing here trusts the queue to retry.
+of times. Huey retries a task that raised (app.queue: a claim that met a locked database)
+but delivers at most once otherwise, so a dead worker's job is the reaper's, not the queue's.
 
 An enqueue can be lost too (Redis down at upload time, Redis restarted without persistence, a
 worker that died before claiming). So on a `queued` row `lease_expires_at` means "enqueued again
