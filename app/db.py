@@ -1,9 +1,13 @@
-"""Engine and session factory. SQLite: WAL, a busy timeout and synchronous=FULL per connection."""
+"""Engine, sessions and migrations. SQLite: WAL, a busy timeout and synchronous=FULL per
+connection. Alembic owns the schema; `upgrade` runs it from code (CLI, serve and worker start,
+tests)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -41,8 +45,6 @@ def make_engine(settings: Settings | str) -> Engine:
     if url.startswith("sqlite"):
         path = url.split(":///", 1)[-1]
         if path and path != ":memory:":
-            from pathlib import Path
-
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10},
                                **SQLITE_POOL)
@@ -60,3 +62,22 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on any exception."""
     with factory() as session, session.begin():
         yield session
+
+
+def alembic_config(url: str) -> Any:
+    from alembic.config import Config
+
+    # No alembic.ini needed: the scripts are the `migrations` package, shipped in the installed
+    # distribution, so a non-editable install migrates too.
+    config = Config()
+    config.set_main_option("script_location", str(resources.files("migrations")))
+    config.attributes["url"] = url
+    return config
+
+
+def upgrade(settings: Settings | str, revision: str = "head") -> None:
+    """`alembic upgrade head` for a Settings or a URL."""
+    from alembic import command
+
+    url = settings if isinstance(settings, str) else settings.db_url
+    command.upgrade(alembic_config(url), revision)

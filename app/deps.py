@@ -1,4 +1,5 @@
-"""Request dependencies: settings, a DB session, the calling team. Headers only, never the body."""
+"""Request dependencies: settings, a DB session, the queue, the calling team. Headers only,
+never the body."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from sqlalchemy.orm import Session
 from app.auth import team_for_token
 from app.config import Settings
 from app.errors import Forbidden, Unauthorized
+from app.jobs.context import Enqueue
 from app.models import Team
 
 _bearer = HTTPBearer(auto_error=False, description="the team's API token")
@@ -36,7 +38,23 @@ def get_session(request: Request) -> Iterator[Session]:
 MAX_ID = 2**31 - 1
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="a positive id")]
 
+
+def parse_id(raw: str) -> int | None:
+    """A page's id from its path text, or None: checked by length before `int`, which refuses
+    over 4,300 digits with an exception."""
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > len(str(MAX_ID)):
+        return None
+    value = int(raw)
+    return value if 0 < value <= MAX_ID else None
+
+def get_enqueue(request: Request) -> Enqueue:
+    """The app's queue, injected: routes hand jobs to it after their commit."""
+    enqueue: Enqueue = request.app.state.queue.enqueue
+    return enqueue
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+EnqueueDep = Annotated[Enqueue, Depends(get_enqueue)]
 SessionDep = Annotated[Session, Depends(get_session)]
 
 

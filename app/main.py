@@ -18,11 +18,13 @@ from app.config import Settings
 from app.db import make_engine, session_factory
 from app.deps import SessionDep
 from app.errors import install_handlers
+from app.jobs.queue import Queue
 from app.leaderboard.router import api_router as leaderboard_api
 from app.leaderboard.router import pages_router as leaderboard_pages
 from app.organiser.router import router as organiser_router
 from app.submissions.router import router as submissions_router
 from app.teams.router import router as teams_router
+from app.web.router import router as web_router
 
 API_PREFIX = "/api/v1"
 # FastAPI reads and parses a JSON body before any dependency runs, so before the token is
@@ -69,13 +71,19 @@ class Health(BaseModel):
     queue_depth: int | None
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, queue: Queue | None = None) -> FastAPI:
+    """The API and the pages. Jobs go to `queue`, or to a queue of the app's own settings."""
     settings = settings or Settings()
     engine = make_engine(settings)
+    owned_queue = queue is None
+    jobs = queue if queue is not None else Queue(settings)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
         engine.dispose()
+        if owned_queue:
+            jobs.close()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -86,11 +94,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     "Authenticate with `Authorization: Bearer <team token>`. Errors are "
                     '`{"error": CODE, "detail": …}`.',
     )
-    from app import queue
-
-    # Jobs this app enqueues go to the queue of its own settings.
-    queue.ensure(settings)
     app.state.settings = settings
+    app.state.queue = jobs
     app.state.engine = engine
     app.state.session_factory = session_factory(engine)
     install_handlers(app)
@@ -103,8 +108,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
              summary="Liveness, database reachability and the queue's depth",
              responses={503: {"model": Health, "description": "the database is unreachable"}})
     def health(session: SessionDep) -> Any:
-        from app.queue import current
-
         database = "ok"
         try:
             session.execute(text("SELECT 1"))
@@ -113,7 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         depth: int | None = None
         queue = "ok"
         try:
-            depth = current().depth()
+            depth = jobs.depth()
         except Exception as exc:  # reported, not raised, as above
             queue = f"error: {type(exc).__name__}"
         healthy = database == "ok" and queue == "ok"
@@ -131,3 +134,4 @@ def _include_leaderboard(app: FastAPI) -> None:
     app.include_router(leaderboard_api, prefix=API_PREFIX)
     app.include_router(leaderboard_pages)
     app.include_router(organiser_router)
+    app.include_router(web_router)

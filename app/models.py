@@ -180,3 +180,26 @@ class ChallengeState(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     revealed: Mapped[bool] = mapped_column(Boolean, default=False)
     revealed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+class Rescore(Base):
+    """An organiser's request to score a scored submission again under a scorer version.
+
+    Recorded before it is enqueued, with the same lease as a submission's, so the reaper
+    finishes it even when the enqueue was lost and a duplicate delivery does not run it twice.
+    """
+
+    __tablename__ = "rescore"
+    __table_args__ = (Index("ix_rescore_state_lease", "state", "lease_expires_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submission.id", ondelete="CASCADE"),
+                                               index=True)
+    scorer_version: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    reason: Mapped[str | None] = mapped_column(Text, default=None)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_owner: Mapped[str | None] = mapped_column(String(100), default=None)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)

@@ -6,18 +6,16 @@ entry can be verified. The token must belong to a baseline team
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from app.cli.client import Client, ClientError, describe_error
 from baselines.config import ModelConfig, TrainConfig
 from baselines.models import DISPLAY_NAMES
 from baselines.train import CHECKPOINT_FILE, CONFIG_FILE, PREDICTIONS_FILE, SUMMARY_FILE
-
-SUBMISSIONS_PATH = "/api/v1/submissions"
 
 
 class RegistrationError(Exception):
@@ -67,17 +65,6 @@ def method_name(cfg: TrainConfig) -> str:
     return name
 
 
-def _error_detail(response: httpx.Response) -> str:
-    try:
-        body: Any = response.json()
-    except ValueError:
-        return response.text[:500] or response.reason_phrase
-    if isinstance(body, dict) and "error" in body:
-        detail = body.get("detail")
-        return f"{body['error']}: {detail if isinstance(detail, str) else json.dumps(detail)}"
-    return json.dumps(body)[:500]
-
-
 def register_run(
     run: Path,
     client: httpx.Client,
@@ -95,25 +82,12 @@ def register_run(
     summary = json.loads(summary_path.read_text())
     outputs = ",".join(summary["outputs"])
     name = method or method_name(cfg)
-    with (
-        (run / PREDICTIONS_FILE).open("rb") as predictions,
-        (run / CHECKPOINT_FILE).open("rb") as checkpoint,
-    ):
-        response = client.post(
-            SUBMISSIONS_PATH,
-            headers={"Authorization": f"Bearer {token}"},
-            data={"country": cfg.country, "method": name, "outputs": outputs},
-            files={
-                "file": (PREDICTIONS_FILE, predictions, "application/gzip"),
-                "checkpoint": (CHECKPOINT_FILE, checkpoint, "application/octet-stream"),
-            },
-        )
-    if response.status_code not in (200, 201, 202):
-        raise RegistrationError(
-            f"{run}: the server refused the submission ({response.status_code}): "
-            f"{_error_detail(response)}"
-        )
-    body = response.json()
+    try:
+        body = Client(client, token).submit(cfg.country, name, run / PREDICTIONS_FILE,
+                                            run / CHECKPOINT_FILE, outputs)
+    except ClientError as exc:
+        raise RegistrationError(f"{run}: the server refused the submission ({exc.status}): "
+                                f"{describe_error(exc.body)}") from None
     return Registration(
         run=run,
         country=cfg.country,
@@ -124,15 +98,6 @@ def register_run(
     )
 
 
-def _json(response: httpx.Response, what: str) -> dict[str, Any]:
-    if response.status_code >= 400:
-        raise RegistrationError(
-            f"{what} refused ({response.status_code}): {_error_detail(response)}"
-        )
-    body: dict[str, Any] = response.json()
-    return body
-
-
 def wait_until_scored(
     entry: Registration,
     client: httpx.Client,
@@ -141,31 +106,24 @@ def wait_until_scored(
     poll_s: float = 2.0,
 ) -> Registration:
     """Poll the submission until the service has scored it or failed it (with its reason)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        body = _json(
-            client.get(
-                f"{SUBMISSIONS_PATH}/{entry.submission_id}",
-                headers={"Authorization": f"Bearer {token}"},
-            ),
-            f"submission {entry.submission_id}",
-        )
-        state = str(body.get("state"))
-        if state in ("scored", "failed") or time.monotonic() >= deadline:
-            return replace(entry, state=state, reason=body.get("reason"))
-        time.sleep(poll_s)
+    try:
+        body = Client(client, token).wait_until_finished(int(entry.submission_id), timeout_s,
+                                                         poll_s)
+    except ClientError as exc:
+        raise RegistrationError(f"submission {entry.submission_id} refused ({exc.status}): "
+                                f"{describe_error(exc.body)}") from None
+    return replace(entry, state=str(body.get("state")), reason=body.get("reason"))
 
 
 def request_verification(
     entry: Registration, client: httpx.Client, organiser_token: str
 ) -> Registration:
-    """Ask the service (as an organiser) to run the entry's checkpoint and compare its AUCs
-    with those of its prediction file; the leaderboard then shows the entry as verified."""
-    body = _json(
-        client.post(
-            f"{SUBMISSIONS_PATH}/{entry.submission_id}/verify",
-            headers={"Authorization": f"Bearer {organiser_token}"},
-        ),
-        f"verification of submission {entry.submission_id}",
-    )
+    """Ask the service (as an organiser) to run the entry's checkpoint and compare it with its
+    prediction file; the leaderboard then shows the entry as verified."""
+    try:
+        body = Client(client, organiser_token).request_verification(int(entry.submission_id))
+    except ClientError as exc:
+        raise RegistrationError(
+            f"verification of submission {entry.submission_id} refused ({exc.status}): "
+            f"{describe_error(exc.body)}") from None
     return replace(entry, verification=body)

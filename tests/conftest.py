@@ -42,7 +42,7 @@ def unavailable(what: str, exc: BaseException) -> None:
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A migrated SQLite file, copied for each test (cheaper than migrating each time)."""
-    from app.migrate import upgrade
+    from app.db import upgrade
 
     path = tmp_path_factory.mktemp("sqlite-template") / "template.db"
     upgrade(f"sqlite:///{path}")
@@ -52,7 +52,7 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def postgres_database() -> Iterator[str]:
     """A fresh migrated PostgreSQL database for this test session, dropped at the end."""
-    from app.migrate import upgrade
+    from app.db import upgrade
 
     admin_url = make_url(POSTGRES_URL)
     try:
@@ -74,8 +74,8 @@ def postgres_database() -> Iterator[str]:
         admin.dispose()
 
 
-TABLES = ("score", "verification", "audit_log", "submission", "api_token", "team",
-          "challenge_state")
+# The challenge state's row is the migration's: reset, never emptied.
+TABLES = ("score", "verification", "rescore", "audit_log", "submission", "api_token", "team")
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -88,6 +88,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path
     engine = create_engine(url)
     with engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+        conn.execute(text("UPDATE challenge_state SET revealed = false, revealed_at = NULL"))
     engine.dispose()
     return url
 
@@ -138,11 +139,11 @@ def settings(data_dir: Path, db_url: str) -> Any:
 @pytest.fixture
 def queue(settings: Any) -> Iterator[Any]:
     """The queue in immediate mode: an enqueued job runs at once, in the enqueuing thread."""
-    from app import queue as queue_module
+    from app.jobs.queue import Queue
 
-    configured = queue_module.configure(settings, immediate=True)
-    yield configured
-    queue_module.reset()
+    immediate = Queue(settings, immediate=True)
+    yield immediate
+    immediate.close()
 
 
 @pytest.fixture
@@ -151,7 +152,7 @@ def client(settings: Any, queue: Any) -> Iterator[Any]:
 
     from app.main import create_app
 
-    with TestClient(create_app(settings)) as test_client:
+    with TestClient(create_app(settings, queue)) as test_client:
         yield test_client
 
 
@@ -166,7 +167,7 @@ def live_server(settings: Any, queue: Any) -> Iterator[tuple[str, int]]:
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
+    config = uvicorn.Config(create_app(settings, queue), host="127.0.0.1", port=port,
                             log_level="warning", lifespan="on")
     instance = uvicorn.Server(config)
     thread = threading.Thread(target=instance.run, daemon=True)

@@ -3,42 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from functools import cache
 from typing import Any
 
-from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
-from app.plots import Interval, ScatterPoint, ci_svg, roc_svg, scatter_svg
+from app.web import render as web
 from evaluator.compare import pareto_front
-from evaluator.schema import COUNTRIES, TASKS, Task
+from evaluator.schema import TASKS, Task
 
+from .plots import Interval, ScatterPoint, ci_svg, roc_svg, scatter_svg
 from .reference import SOURCES
 from .view import TASK_LABELS, Board
 
-
-@cache
-def environment() -> Environment:
-    # Autoescape everything, including templates rendered from strings: every name on the page
-    # comes from a participant.
-    env = Environment(
-        loader=PackageLoader("app", "templates"),
-        autoescape=select_autoescape(default=True, default_for_string=True),
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.globals.update(
-        countries=COUNTRIES,
-        task_labels=TASK_LABELS,
-        sources={key: value[1] for key, value in SOURCES.items()},
-    )
-    return env
-
-
-def render(template: str, **context: Any) -> str:
-    context.setdefault("query", "")
-    context.setdefault("nav", "")
-    return environment().get_template(template).render(**context)
+web.add_globals(task_labels=TASK_LABELS,
+                sources={key: value[1] for key, value in SOURCES.items()})
+render = web.render
 
 
 def ranking_query(board: Board) -> str:

@@ -9,7 +9,8 @@ from typing import Any, cast
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.models import AuditLog, ChallengeState, Score, Submission, Team, Verification
+from app import challenge
+from app.models import AuditLog, Score, Submission, Team, Verification
 from evaluator.schema import SPLITS, TASKS, Country, Split, Task, parse_country
 
 from .view import Entry, TaskResult
@@ -38,17 +39,7 @@ def version_token(session: Session) -> tuple[Any, ...]:
             .scalar_subquery(),
         )
     ).one()
-    return (*tuple(row), is_revealed(session))
-
-
-def is_revealed(session: Session) -> bool:
-    state = session.execute(select(ChallengeState).limit(1)).scalar_one_or_none()
-    return bool(state is not None and state.revealed)
-
-
-def version_key(version: str) -> tuple[int, int | str]:
-    """Order scorer versions: numeric ones numerically ("10" after "9"), then the others."""
-    return (0, int(version)) if version.isdigit() else (1, version)
+    return (*tuple(row), challenge.is_revealed(session))
 
 
 def _result(score: Score) -> TaskResult:
@@ -86,11 +77,12 @@ def visible_entries(session: Session, split: Split) -> list[Entry]:
     entries: list[Entry] = []
     for sid, (team_id, team, is_baseline, method, country, created_at) in heads.items():
         by_version = versions[sid]
-        version = max(by_version, key=version_key)
+        shown = challenge.shown_version(by_version)
+        assert shown is not None, "an entry has at least one score"
         entries.append(Entry(
             submission_id=sid, team_id=team_id, team=team, method=method,
             country=parse_country(country), is_baseline=is_baseline, submitted_at=created_at,
-            scorer_version=version, results=cast(dict[Task, TaskResult], by_version[version]),
+            scorer_version=shown, results=cast(dict[Task, TaskResult], by_version[shown]),
             verified=sid in verified,
         ))
     return entries
@@ -147,8 +139,7 @@ def submission_detail(session: Session, submission_id: int) -> SubmissionDetail 
     scores = session.execute(
         select(Score).where(Score.submission_id == submission_id)
     ).scalars().all()
-    versions = {s.scorer_version for s in scores}
-    version = max(versions, key=version_key) if versions else None
+    version = challenge.shown_version(s.scorer_version for s in scores)
     by_split: dict[Split, dict[Task, TaskResult]] = {}
     for split in SPLITS:
         tasks = {s.task: _result(s) for s in scores

@@ -5,28 +5,28 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import asdict
-from importlib import resources
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from app.deps import SessionDep
-from app.organiser.web import is_organiser_request
+from app import challenge
+from app.deps import MAX_ID, SessionDep, parse_id
+from app.errors import NotFound
+from app.web.session import is_organiser_request
 from evaluator.schema import COUNTRIES, Country, Split, parse_country
 
 from . import repository
 from .export import board_csv, board_json
 from .pages import country_page as render_country_page
 from .pages import overall_page, render, roc_plots
-from .service import Encoded, LeaderboardService, board_split, visible_splits
+from .service import Encoded, LeaderboardService
 from .view import TASK_LABELS, Board, Ranking
 
 api_router = APIRouter(tags=["leaderboard"])
 pages_router = APIRouter(include_in_schema=False)
 
-STATIC_FILES = {"style.css": "text/css; charset=utf-8"}
 CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
 
 
@@ -42,13 +42,8 @@ def get_service(request: Request) -> LeaderboardService:
 
 ServiceDep = Annotated[LeaderboardService, Depends(get_service)]
 RankQuery = Annotated[Ranking, Query(alias="rank", description="ranking mode")]
-MAX_ID = 2**31 - 1  # ids beyond the column type are no submission (and must not reach SQL)
 SubmissionId = Annotated[int, Path(ge=1, le=MAX_ID, description="submission id")]
 FormatQuery = Annotated[Literal["json", "csv"], Query(alias="format")]
-
-
-def error(status: int, code: str, detail: Any) -> JSONResponse:
-    return JSONResponse({"error": code, "detail": detail}, status_code=status)
 
 
 def country_or_none(value: str) -> Country | None:
@@ -128,8 +123,8 @@ async def country_leaderboard(country: str, request: Request, ranking: RankQuery
                               fmt: FormatQuery = "json") -> Response:
     code = country_or_none(country)
     if code is None:
-        return error(404, "unknown_country",
-                     f"unknown country {country!r}: expected one of {', '.join(COUNTRIES)}")
+        raise NotFound(f"unknown country {country!r}: expected one of {', '.join(COUNTRIES)}",
+                       code="unknown_country")
     return await _board_response(request, fmt, code, ranking)
 
 
@@ -155,9 +150,9 @@ def submission_result(submission_id: SubmissionId, request: Request,
                       session: SessionDep) -> Response:
     detail = _public_detail(session, submission_id, request)
     if detail is None:
-        return error(404, "not_found", f"no visible scored submission {submission_id}")
-    revealed = repository.is_revealed(session)
-    splits = visible_splits(revealed)
+        raise NotFound(f"no visible scored submission {submission_id}")
+    revealed = challenge.is_revealed(session)
+    splits = challenge.splits_for(revealed)
     data = {
         "id": detail.id, "team": detail.team, "method": detail.method,
         "country": detail.country, "baseline": detail.is_baseline,
@@ -198,15 +193,15 @@ async def country_page(country: str, request: Request,
 @pages_router.get("/submissions/{submission_id}", response_class=HTMLResponse)
 def submission_page(submission_id: str, request: Request, session: SessionDep,
                     service: ServiceDep) -> HTMLResponse:
-    if not (submission_id.isascii() and submission_id.isdigit()) or not (
-            0 < int(submission_id) <= MAX_ID):
+    sid = parse_id(submission_id)
+    if sid is None:
         return _not_found("There is no such submission.")
-    detail = _public_detail(session, int(submission_id), request)
+    detail = _public_detail(session, sid, request)
     if detail is None:
         return _not_found(f"No visible scored submission {submission_id}.")
-    revealed = repository.is_revealed(session)
-    splits = visible_splits(revealed)
-    split: Split = board_split(revealed)
+    revealed = challenge.is_revealed(session)
+    splits = challenge.splits_for(revealed)
+    split: Split = challenge.board_split(revealed)
     scores = {s: tasks for s, tasks in detail.scores.items() if s in splits}
     curves = service.roc_curves(session, detail.id, split) if scores else None
     note = ("ROC curves need the submission's stored predictions and the prepared test set; "
@@ -217,13 +212,3 @@ def submission_page(submission_id: str, request: Request, session: SessionDep,
                   roc_plots=roc_plots(curves, aucs) if curves else [], roc_split=split,
                   roc_note=note, nav=detail.country, task_labels=TASK_LABELS)
     return _page(html)
-
-
-@pages_router.get("/static/{name}")
-def static_file(name: str) -> Response:
-    media_type = STATIC_FILES.get(name)
-    if media_type is None:
-        return Response("not found", status_code=404, media_type="text/plain")
-    body = resources.files("app").joinpath("static", name).read_bytes()
-    return Response(body, media_type=media_type,
-                    headers={"Cache-Control": "public, max-age=300"})

@@ -1,8 +1,8 @@
 """Which test rows and labels make each leaderboard column (SPEC "Metrics").
 
-CTR: `click` over all rows of the split; CVR: `conversion` over the split's clicked rows; CTCVR:
-`conversion` over all rows of the split. The same definitions as the scorer's, applied to stored
-predictions for the paired tests and the ROC curves.
+A column is one split of one task: the task's rows and labels are the scorer's
+(`evaluator.tasks.task_rows`; CVR: the clicked rows only), kept where they fall in the split.
+The paired tests and the ROC curves use them on stored predictions.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import numpy.typing as npt
 
 from evaluator.data.prepared import PreparedData
 from evaluator.schema import Split, Task
+from evaluator.tasks import task_rows
 
 
 @dataclass(frozen=True)
@@ -25,14 +26,10 @@ class ColumnRows:
 
 
 def column_rows(data: PreparedData, split: Split, task: Task) -> ColumnRows:
-    click = np.asarray(data.click)
-    if split == "full":
-        mask = np.ones(click.shape[0], dtype=bool)
-    else:
-        public = np.asarray(data.public, dtype=bool)
-        mask = public if split == "public" else ~public
-    if task == "cvr":
-        mask = mask & (click == 1)
-    index = np.flatnonzero(mask).astype(np.int64)
-    source = click if task == "ctr" else np.asarray(data.conversion)
-    return ColumnRows(index=index, labels=np.ascontiguousarray(source[index], dtype=np.int8))
+    rows = task_rows(task, np.asarray(data.click), np.asarray(data.conversion))
+    index, labels = rows.indices(), rows.labels
+    if split != "full":
+        public = rows.take(np.asarray(data.public, dtype=bool))
+        in_split = public if split == "public" else ~public
+        index, labels = index[in_split], labels[in_split]
+    return ColumnRows(index=index, labels=np.ascontiguousarray(labels, dtype=np.int8))

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import numpy as np
 from sqlalchemy.orm import Session
 
+from app import challenge
 from app.config import Settings
 from app.models import Submission
 from app.storage import load_predictions
@@ -56,15 +57,6 @@ class Encoded:
         digest = hashlib.sha256(body).hexdigest()[:32]
         return cls(body=body, gzipped=gzip.compress(body, compresslevel=6, mtime=0),
                    etag=f'"{digest}"')
-
-
-def visible_splits(revealed: bool) -> tuple[Split, ...]:
-    """Splits anyone may see: the public one during the challenge, all of them after."""
-    return ("public", "private", "full") if revealed else ("public",)
-
-
-def board_split(revealed: bool) -> Split:
-    return "private" if revealed else "public"
 
 
 class LeaderboardService:
@@ -197,8 +189,8 @@ class LeaderboardService:
 
     def _build(self, session: Session, country: Country | None,
                ranking: Ranking) -> tuple[Board, bool]:
-        revealed = repository.is_revealed(session)
-        split = board_split(revealed)
+        revealed = challenge.is_revealed(session)
+        split = challenge.board_split(revealed)
         entries = repository.visible_entries(session, split)
         members = self._column_members(entries, columns_for(country))
         groups, state = self.groups.groups(split, members, self._loader(session, members),

@@ -6,10 +6,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Request
-from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from app.deps import OrganiserTeam, SessionDep
+from app import challenge
+from app.deps import EnqueueDep, OrganiserTeam, SessionDep
+from app.errors import error_responses
 
 from . import service
 from .web import pages
@@ -18,12 +19,7 @@ router = APIRouter()
 SubmissionId = Annotated[int, Path(ge=1, le=2**31 - 1, description="submission id")]
 api = APIRouter(prefix="/api/v1/organiser", tags=["organiser"])
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"description": "no or bad token"},
-    403: {"description": "not an organiser"},
-    404: {"description": "no such submission"},
-    422: {"description": "bad request"},
-}
+ERRORS = error_responses(401, 403, 404, 422)
 
 
 class Reason(BaseModel):
@@ -71,10 +67,6 @@ def invalidate_leaderboard(request: Request) -> None:
         board.invalidate()
 
 
-def _fail(exc: service.OrganiserError) -> JSONResponse:
-    return JSONResponse({"error": exc.code, "detail": exc.detail}, status_code=exc.status)
-
-
 def _flags(sub: Any) -> SubmissionFlags:
     return SubmissionFlags(id=sub.id, hidden=bool(sub.hidden),
                            disqualified=bool(sub.disqualified))
@@ -83,17 +75,14 @@ def _flags(sub: Any) -> SubmissionFlags:
 def _flag_route(action: str) -> Any:
     def endpoint(submission_id: SubmissionId, request: Request, session: SessionDep,
                  organiser: OrganiserTeam,
-                 body: Annotated[Reason | None, Body()] = None) -> SubmissionFlags | Response:
+                 body: Annotated[Reason | None, Body()] = None) -> SubmissionFlags:
         reason = body.reason if body is not None else None
-        try:
-            if action in ("hide", "unhide"):
-                sub = service.set_hidden(session, organiser, submission_id, action == "hide",
-                                         reason)
-            else:
-                sub = service.set_disqualified(session, organiser, submission_id,
-                                               action == "disqualify", reason)
-        except service.OrganiserError as exc:
-            return _fail(exc)
+        if action in ("hide", "unhide"):
+            sub = service.set_hidden(session, organiser, submission_id, action == "hide",
+                                     reason)
+        else:
+            sub = service.set_disqualified(session, organiser, submission_id,
+                                           action == "disqualify", reason)
         result = _flags(sub)
         session.commit()
         invalidate_leaderboard(request)
@@ -116,15 +105,12 @@ for _action, _summary in (
 
 @api.post("/rescore", response_model=RescoreResult, responses=ERRORS,
           summary="Score submissions again under the installed scorer version")
-def rescore(session: SessionDep, organiser: OrganiserTeam,
-            body: Annotated[RescoreRequest | None, Body()] = None) -> RescoreResult | Response:
-    try:
-        plan = service.plan_rescore(session, organiser,
-                                    body.submission_ids if body is not None else None)
-    except service.OrganiserError as exc:
-        return _fail(exc)
+def rescore(session: SessionDep, organiser: OrganiserTeam, enqueue: EnqueueDep,
+            body: Annotated[RescoreRequest | None, Body()] = None) -> RescoreResult:
+    plan = service.plan_rescore(session, organiser,
+                                body.submission_ids if body is not None else None)
     session.commit()
-    service.enqueue_all(plan)
+    service.enqueue_all(plan, enqueue)
     return RescoreResult(scorer_version=plan.scorer_version, enqueued=len(plan.submission_ids))
 
 
@@ -136,7 +122,7 @@ def _reveal_state(state: Any) -> RevealState:
 @api.post("/reveal", response_model=RevealState, responses=ERRORS,
           summary="Reveal the private split: the leaderboard switches to it")
 def reveal(request: Request, session: SessionDep, organiser: OrganiserTeam) -> RevealState:
-    result = _reveal_state(service.set_revealed(session, organiser, True))
+    result = _reveal_state(challenge.set_revealed(session, organiser, True))
     session.commit()
     invalidate_leaderboard(request)
     return result
@@ -145,7 +131,7 @@ def reveal(request: Request, session: SessionDep, organiser: OrganiserTeam) -> R
 @api.post("/unreveal", response_model=RevealState, responses=ERRORS,
           summary="Take the reveal back (the leaderboard shows the public split again)")
 def unreveal(request: Request, session: SessionDep, organiser: OrganiserTeam) -> RevealState:
-    result = _reveal_state(service.set_revealed(session, organiser, False))
+    result = _reveal_state(challenge.set_revealed(session, organiser, False))
     session.commit()
     invalidate_leaderboard(request)
     return result

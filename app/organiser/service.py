@@ -2,7 +2,8 @@
 
 The callers (API, pages, CLI) own the transaction: these functions flush, never commit, so an
 action and its audit row are stored together or not at all. Enqueueing re-scoring happens after
-the commit (`rescore` returns the ids for the caller to enqueue).
+the commit: `plan_rescore` records each request as a row, so the reaper finishes it even when
+that enqueue is lost.
 """
 
 from __future__ import annotations
@@ -10,26 +11,19 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.audit import record as audit_record
-from app.errors import AppError
-from app.models import AuditLog, ChallengeState, Submission, Team
-from evaluator.scoring import SCORER_VERSION
+from app.challenge import set_revealed as set_revealed
+from app.errors import Invalid, NotFound
+from app.jobs.context import Enqueue, enqueue_or_leave_to_reaper
+from app.models import AuditLog, Rescore, Submission, Team
+from evaluator import scoring
 
 MAX_REASON = 500
-
-
-class OrganiserError(AppError):
-    """An action that cannot be done; `status` is the HTTP status that says why."""
-
-    def __init__(self, status: int, code: str, detail: str) -> None:
-        super().__init__(detail, code=code, status=status)
-        self.detail: str = detail
 
 
 def _clean_reason(reason: str | None) -> str | None:
@@ -39,15 +33,15 @@ def _clean_reason(reason: str | None) -> str | None:
     printable = "".join(" " if unicodedata.category(c) in ("Cc", "Cs") else c for c in reason)
     text = " ".join(printable.split())
     if len(text) > MAX_REASON:
-        raise OrganiserError(422, "reason_too_long",
-                             f"reason has {len(text)} characters, at most {MAX_REASON} allowed")
+        raise Invalid(f"reason has {len(text)} characters, at most {MAX_REASON} allowed",
+                      code="reason_too_long")
     return text or None
 
 
 def _submission(session: Session, submission_id: int) -> Submission:
     submission = session.get(Submission, submission_id)
     if submission is None:
-        raise OrganiserError(404, "not_found", f"no submission {submission_id}")
+        raise NotFound(f"no submission {submission_id}")
     return submission
 
 
@@ -70,7 +64,7 @@ def set_disqualified(session: Session, actor: Team | None, submission_id: int,
     submission = _submission(session, submission_id)
     note = _clean_reason(reason)
     if disqualified and note is None:
-        raise OrganiserError(422, "reason_required", "say why the submission is disqualified")
+        raise Invalid("say why the submission is disqualified", code="reason_required")
     previous = bool(submission.disqualified)
     submission.disqualified = disqualified
     audit_record(session, actor, "disqualify" if disqualified else "requalify", "submission",
@@ -79,31 +73,11 @@ def set_disqualified(session: Session, actor: Team | None, submission_id: int,
     return submission
 
 
-def challenge_state(session: Session) -> ChallengeState:
-    state = session.execute(select(ChallengeState).limit(1)).scalar_one_or_none()
-    if state is None:
-        state = ChallengeState(revealed=False, revealed_at=None)
-        session.add(state)
-        session.flush()
-    return state
-
-
-def set_revealed(session: Session, actor: Team | None, revealed: bool) -> ChallengeState:
-    """Reveal the private split (the leaderboard switches to it), or take it back."""
-    state = challenge_state(session)
-    previous = bool(state.revealed)
-    state.revealed = revealed
-    state.revealed_at = datetime.now(UTC) if revealed else None
-    audit_record(session, actor, "reveal" if revealed else "unreveal", "challenge", None,
-                 {"was_revealed": previous})
-    session.flush()
-    return state
-
-
 @dataclass(frozen=True)
 class RescorePlan:
     scorer_version: str
     submission_ids: list[int]
+    rescore_ids: list[int]
 
 
 def plan_rescore(session: Session, actor: Team | None,
@@ -111,8 +85,8 @@ def plan_rescore(session: Session, actor: Team | None,
     """Choose the submissions to score again under the installed scorer version.
 
     Old scores stay (they are keyed by scorer version); the leaderboard shows each submission's
-    newest version. Without ids, every scored submission is chosen. The caller commits, then
-    enqueues the returned ids.
+    newest version. Without ids, every scored submission is chosen. Each is recorded as a
+    queued rescore row; the caller commits, then enqueues them (`enqueue_all`).
     """
     query = select(Submission.id).where(Submission.state == "scored")
     if submission_ids is not None:
@@ -121,15 +95,19 @@ def plan_rescore(session: Session, actor: Team | None,
             select(Submission.id).where(Submission.id.in_(wanted))).scalars())
         missing = [i for i in wanted if i not in found]
         if missing:
-            raise OrganiserError(404, "not_found", f"no submission {missing[0]}"
-                                 + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+            raise NotFound(f"no submission {missing[0]}"
+                           + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
         query = select(Submission.id).where(Submission.id.in_(wanted))
     ids = sorted(session.execute(query).scalars())
+    requests = [Rescore(submission_id=i, scorer_version=scoring.SCORER_VERSION, state="queued",
+                        attempts=0) for i in ids]
+    session.add_all(requests)
     audit_record(session, actor, "rescore", "challenge", None,
-                 {"scorer_version": SCORER_VERSION, "submissions": len(ids),
+                 {"scorer_version": scoring.SCORER_VERSION, "submissions": len(ids),
                   "ids": ids[:1000]})
     session.flush()
-    return RescorePlan(scorer_version=SCORER_VERSION, submission_ids=ids)
+    return RescorePlan(scorer_version=scoring.SCORER_VERSION, submission_ids=ids,
+                       rescore_ids=[r.id for r in requests])
 
 
 def audit_entries(session: Session, limit: int = 200) -> list[dict[str, Any]]:
@@ -145,9 +123,7 @@ def audit_entries(session: Session, limit: int = 200) -> list[dict[str, Any]]:
     ]
 
 
-def enqueue_all(plan: RescorePlan) -> None:
-    """Hand the planned submissions to the queue (after the caller's commit)."""
-    from app.queue import enqueue_scoring
-
-    for submission_id in plan.submission_ids:
-        enqueue_scoring(submission_id)
+def enqueue_all(plan: RescorePlan, enqueue: Enqueue) -> None:
+    """Hand the planned rescores to the queue (after the caller's commit)."""
+    for rescore_id in plan.rescore_ids:
+        enqueue_or_leave_to_reaper(enqueue, "rescore", rescore_id)

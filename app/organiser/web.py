@@ -15,13 +15,26 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
+from app import challenge
 from app.auth import team_for_token
-from app.deps import SessionDep
+from app.deps import EnqueueDep, SessionDep
+from app.errors import AppError
+from app.jobs.context import Enqueue
 from app.models import Submission, Team
+from app.web.render import render
+from app.web.session import (
+    COOKIE_NAME,
+    MAX_AGE_S,
+    check_csrf,
+    csrf_token,
+    issue,
+    organiser_from_request,
+    secret_of,
+)
 
 from . import service
-from .session import COOKIE_NAME, MAX_AGE_S, check_csrf, csrf_token, issue, verify
 
 pages = APIRouter(include_in_schema=False)
 
@@ -55,28 +68,6 @@ async def small_form(request: Request) -> dict[str, str] | None:
 PAGE_SUBMISSIONS = 500
 
 
-def _secret(request: Request) -> str:
-    return str(request.app.state.settings.secret_key.get_secret_value()
-               if hasattr(request.app.state.settings.secret_key, "get_secret_value")
-               else request.app.state.settings.secret_key)
-
-
-def organiser_from_request(request: Request, session: Session) -> tuple[Team, str] | None:
-    """The organiser team logged in on this browser, and its cookie value; None otherwise."""
-    value = request.cookies.get(COOKIE_NAME)
-    found = verify(_secret(request), value)
-    if found is None or value is None:
-        return None
-    team = session.get(Team, found.team_id)
-    if team is None or not team.is_organiser:
-        return None
-    return team, value
-
-
-def is_organiser_request(request: Request, session: Session) -> bool:
-    return organiser_from_request(request, session) is not None
-
-
 def _invalidate(request: Request) -> None:
     board = getattr(request.app.state, "leaderboard", None)
     if board is not None:
@@ -84,8 +75,6 @@ def _invalidate(request: Request) -> None:
 
 
 def _render(template: str, **context: Any) -> str:
-    from app.leaderboard.pages import render
-
     return render(template, nav="organiser", **context)
 
 
@@ -145,13 +134,18 @@ def organiser_page(request: Request, session: SessionDep) -> Response:
         select(Submission, Team.name).join(Team, Team.id == Submission.team_id)
         .order_by(Submission.id.desc()).limit(PAGE_SUBMISSIONS)
     ).all()
-    state = service.challenge_state(session)
+    state = challenge.state(session)
+    audit = service.audit_entries(session, 50)
     session.commit()
     return HTMLResponse(_render(
-        "organiser.html", team=team, csrf=csrf_token(_secret(request), cookie),
+        "organiser.html", team=team, csrf=csrf_token(secret_of(request), cookie),
         submissions=[{"s": s, "team": name} for s, name in rows], state=state,
-        audit=service.audit_entries(session, 50), message=message, error=error,
+        audit=audit, message=message, error=error,
     ))
+
+
+# The form is read on the event loop (async, capped); everything that touches the database runs
+# in a worker thread, like every other route's.
 
 
 @pages.post("/organiser/login")
@@ -160,12 +154,14 @@ async def login(request: Request, session: SessionDep) -> Response:
     if form is None:
         return _redirect(err="form")
     token = str(form.get("token", "")).strip()
-    team = team_for_token(session, token) if token else None
+    team = await run_in_threadpool(team_for_token, session, token) if token else None
     if team is None or not team.is_organiser:
         # The same answer for unknown tokens and participants' tokens.
         return _redirect(err="token")
+    team_id = team.id
+    await run_in_threadpool(session.commit)
     response = _redirect(msg="login")
-    response.set_cookie(COOKIE_NAME, issue(_secret(request), team.id), max_age=MAX_AGE_S,
+    response.set_cookie(COOKIE_NAME, issue(secret_of(request), team_id), max_age=MAX_AGE_S,
                         httponly=True, samesite="strict", secure=_secure(request),
                         path="/")
     return response
@@ -173,12 +169,12 @@ async def login(request: Request, session: SessionDep) -> Response:
 
 @pages.post("/organiser/logout")
 async def logout(request: Request, session: SessionDep) -> Response:
-    who = organiser_from_request(request, session)
+    who = await run_in_threadpool(organiser_from_request, request, session)
     if who is not None:
         form = await small_form(request)
         if form is None:
             return _redirect(err="form")
-        if not check_csrf(_secret(request), who[1], str(form.get("csrf", ""))):
+        if not check_csrf(secret_of(request), who[1], str(form.get("csrf", ""))):
             return _redirect(err="csrf")
     response = _redirect(msg="logout")
     response.delete_cookie(COOKIE_NAME, path="/")
@@ -189,16 +185,21 @@ ACTIONS = ("hide", "unhide", "disqualify", "requalify", "rescore", "reveal", "un
 
 
 @pages.post("/organiser/action")
-async def action(request: Request, session: SessionDep) -> Response:
-    who = organiser_from_request(request, session)
+async def action(request: Request, session: SessionDep, enqueue: EnqueueDep) -> Response:
+    who = await run_in_threadpool(organiser_from_request, request, session)
     if who is None:
         return _redirect(err="login")
     team, cookie = who
     form = await small_form(request)
     if form is None:
         return _redirect(err="form")
-    if not check_csrf(_secret(request), cookie, str(form.get("csrf", ""))):
+    if not check_csrf(secret_of(request), cookie, str(form.get("csrf", ""))):
         return _redirect(err="csrf")
+    return await run_in_threadpool(_act, request, session, enqueue, team, form)
+
+
+def _act(request: Request, session: Session, enqueue: Enqueue, team: Team,
+         form: dict[str, str]) -> Response:
     name = str(form.get("action", ""))
     reason = str(form.get("reason", "")) or None
     raw_id = str(form.get("submission_id", ""))
@@ -219,12 +220,12 @@ async def action(request: Request, session: SessionDep) -> Response:
         if name == "rescore":
             plan = service.plan_rescore(session, team)
             session.commit()
-            service.enqueue_all(plan)
+            service.enqueue_all(plan, enqueue)
             return _redirect(msg="rescore", n=len(plan.submission_ids))
         service.set_revealed(session, team, name == "reveal")
         session.commit()
         _invalidate(request)
         return _redirect(msg=name)
-    except service.OrganiserError as exc:
+    except AppError as exc:
         session.rollback()
         return _redirect(err="notfound" if exc.status == 404 else "reason")

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from app.models import ChallengeState, Score, Submission, Team, Verification
+from app.models import Score, Submission, Team, Verification
 
 
 def lock_team(session: Session, team_id: int) -> None:
@@ -53,11 +53,6 @@ def scores_of(session: Session, submission_ids: Sequence[int]) -> Sequence[Score
 def team_names(session: Session, team_ids: Sequence[int]) -> dict[int, str]:
     rows = session.execute(select(Team.id, Team.name).where(Team.id.in_(set(team_ids))))
     return {row.id: row.name for row in rows}
-
-
-def revealed(session: Session) -> bool:
-    state = session.execute(select(ChallengeState).limit(1)).scalar_one_or_none()
-    return bool(state and state.revealed)
 
 
 def verifications_of(session: Session, submission_id: int) -> Sequence[Verification]:

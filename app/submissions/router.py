@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from app.deps import MAX_ID, CurrentTeam, IdPath, OrganiserTeam, SessionDep, SettingsDep
-from app.errors import error_responses
+from app.deps import (
+    MAX_ID,
+    CurrentTeam,
+    EnqueueDep,
+    IdPath,
+    OrganiserTeam,
+    SessionDep,
+    SettingsDep,
+)
+from app.errors import NotFound, error_responses
+from app.jobs.context import enqueue_or_leave_to_reaper
 from app.models import Submission
-from app.queue import enqueue_scoring, enqueue_verification
 from app.storage import ArtifactStore, is_full
 from app.submissions import repository as repo
 from app.submissions import service
@@ -24,20 +30,7 @@ from app.submissions.schemas import (
 )
 from app.submissions.upload import receive_upload, storage_full
 
-log = logging.getLogger(__name__)
-
 router = APIRouter(tags=["submissions"])
-
-
-def enqueue_or_leave_to_reaper(enqueue: Callable[[int], None], row_id: int) -> None:
-    """Enqueue after the commit. A queue that is down (Redis stopped) must not turn an accepted,
-    committed upload into an error: the row stays `queued` and the reaper enqueues it again
-    after LB_REQUEUE_SECONDS."""
-    try:
-        enqueue(row_id)
-    except Exception:
-        log.exception("enqueueing %s %s failed; the reaper will enqueue it again",
-                      getattr(enqueue, "__name__", "job"), row_id)
 
 
 _UPLOAD_BODY: dict[str, Any] = {
@@ -84,6 +77,7 @@ _UPLOAD_BODY: dict[str, Any] = {
 )
 async def create_submission(
     request: Request, team: CurrentTeam, session: SessionDep, settings: SettingsDep,
+    enqueue: EnqueueDep,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key",
                                                   max_length=200)] = None,
 ) -> SubmissionAccepted:
@@ -123,7 +117,7 @@ async def create_submission(
     sub = accepted.submission
     if not accepted.duplicate:
         # A queue write (SQLite file or Redis) is blocking I/O: keep it off the event loop.
-        await run_in_threadpool(enqueue_or_leave_to_reaper, enqueue_scoring, sub.id)
+        await run_in_threadpool(enqueue_or_leave_to_reaper, enqueue, "score", sub.id)
     return SubmissionAccepted(id=sub.id, state=sub.state,  # type: ignore[arg-type]
                               duplicate=accepted.duplicate)
 
@@ -150,12 +144,12 @@ def get_submission(submission_id: IdPath, team: CurrentTeam, session: SessionDep
              summary="Organisers: run the attached checkpoint and compare with the file's AUCs",
              responses=error_responses(401, 403, 404, 409, 422))
 def verify_submission(submission_id: IdPath, organiser: OrganiserTeam, session: SessionDep,
-                      settings: SettingsDep,
+                      settings: SettingsDep, enqueue: EnqueueDep,
                       body: Annotated[VerifyRequest | None, Body()] = None) -> VerificationOut:
     ver = service.request_verification(session, settings, organiser, submission_id,
                                        body.tolerance if body else None)
     session.commit()
-    enqueue_or_leave_to_reaper(enqueue_verification, ver.id)
+    enqueue_or_leave_to_reaper(enqueue, "verify", ver.id)
     session.refresh(ver)
     return service.verification_out(ver)
 
@@ -166,7 +160,5 @@ def verify_submission(submission_id: IdPath, organiser: OrganiserTeam, session: 
 def list_verifications(submission_id: IdPath, organiser: OrganiserTeam,
                        session: SessionDep) -> list[VerificationOut]:
     if repo.get(session, submission_id) is None:
-        from app.errors import NotFound
-
         raise NotFound(f"no submission {submission_id}")
     return [service.verification_out(v) for v in repo.verifications_of(session, submission_id)]

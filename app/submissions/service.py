@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app import audit
+from app import audit, challenge
 from app.config import Settings
 from app.errors import Conflict, Invalid, NotFound, QuotaExceeded
 from app.models import Score, Submission, Team, Verification
@@ -25,8 +25,7 @@ from app.submissions.upload import Upload
 from evaluator.checkpoint import CheckpointRejected, check_archive, parse_outputs
 from evaluator.data.prepared import PreparedData, PreparedDataError
 from evaluator.predictions import PredictionFileError, parse_prediction_file
-from evaluator.schema import SPLITS, TASKS, parse_country
-from evaluator.scoring import SCORER_VERSION
+from evaluator.schema import TASKS, parse_country
 
 MAX_METHOD_CHARS = 100
 MAX_IDEMPOTENCY_KEY = 200
@@ -197,12 +196,6 @@ def create(session: Session, settings: Settings, team: Team, upload: Upload, che
     return Accepted(submission, duplicate=False)
 
 
-def visible_splits(session: Session, team: Team) -> tuple[str, ...]:
-    if team.is_organiser or repo.revealed(session):
-        return SPLITS
-    return ("public",)
-
-
 def _scores_by_submission(scores: Sequence[Score], splits: tuple[str, ...]
                           ) -> dict[int, tuple[str | None, dict[str, dict[str, ScoreOut]]]]:
     by_version: dict[int, dict[str, list[Score]]] = defaultdict(lambda: defaultdict(list))
@@ -210,9 +203,8 @@ def _scores_by_submission(scores: Sequence[Score], splits: tuple[str, ...]
         by_version[s.submission_id][s.scorer_version].append(s)
     out: dict[int, tuple[str | None, dict[str, dict[str, ScoreOut]]]] = {}
     for sid, versions in by_version.items():
-        # The installed scorer's scores when present, else the newest written.
-        version = SCORER_VERSION if SCORER_VERSION in versions else max(
-            versions, key=lambda v: max(s.id for s in versions[v]))
+        version = challenge.shown_version(versions)
+        assert version is not None, "a submission here has at least one score"
         table: dict[str, dict[str, ScoreOut]] = {}
         for split in splits:
             row = {s.task: s for s in versions[version] if s.split == split}
@@ -227,7 +219,7 @@ def _scores_by_submission(scores: Sequence[Score], splits: tuple[str, ...]
 
 def describe(session: Session, team: Team, submissions: Sequence[Submission]
              ) -> list[SubmissionOut]:
-    splits = visible_splits(session, team)
+    splits = challenge.visible_splits(session, team)
     scored = [s.id for s in submissions if s.state == "scored"]
     scores = _scores_by_submission(repo.scores_of(session, scored), splits)
     names = repo.team_names(session, [s.team_id for s in submissions])

@@ -18,6 +18,14 @@ def all_teams(session: Session) -> Sequence[Team]:
     return session.execute(select(Team).order_by(Team.id)).scalars().all()
 
 
+def tokens_by_team(session: Session) -> dict[int, list[ApiToken]]:
+    """Every token, grouped by team: one query for a listing of all teams."""
+    grouped: dict[int, list[ApiToken]] = {}
+    for token in session.execute(select(ApiToken).order_by(ApiToken.id)).scalars():
+        grouped.setdefault(token.team_id, []).append(token)
+    return grouped
+
+
 def tokens_of(session: Session, team_id: int) -> Sequence[ApiToken]:
     return session.execute(select(ApiToken).where(ApiToken.team_id == team_id)
                            .order_by(ApiToken.id)).scalars().all()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import unicodedata
 from datetime import UTC, datetime
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app import audit
@@ -32,8 +33,13 @@ def create_team(session: Session, actor: Team | None, name: str, *, organiser: b
     if repo.by_name(session, clean) is not None:
         raise Conflict(f"a team named {clean!r} exists already", code="team_exists")
     team = Team(name=clean, is_organiser=organiser, is_baseline=baseline)
-    session.add(team)
-    session.flush()
+    try:
+        # A savepoint: a concurrent twin that committed first fails only this insert.
+        with session.begin_nested():
+            session.add(team)
+            session.flush()
+    except IntegrityError:
+        raise Conflict(f"a team named {clean!r} exists already", code="team_exists") from None
     issued = issue_token(session, team)
     audit.record(session, actor, "create_team", "team", team.id,
                  {"name": clean, "organiser": organiser, "baseline": baseline})

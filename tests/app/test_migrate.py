@@ -8,8 +8,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
-from app.db import Base
-from app.migrate import upgrade
+from app.db import Base, upgrade
 
 
 def test_upgrade_head_creates_every_table(db_url: str) -> None:

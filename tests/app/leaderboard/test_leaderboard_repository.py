@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from leaderboard_db import add_scores, add_submission, add_team
+from app_factories import add_scores, add_submission, add_team
 from sqlalchemy.orm import Session
 
+from app import challenge
 from app.audit import record
+from app.challenge import is_revealed, version_key
 from app.leaderboard.repository import (
-    is_revealed,
     submission_detail,
     verified_ids,
-    version_key,
     version_token,
     visible_entries,
 )
-from app.models import ChallengeState, Verification
+from app.models import Verification
 
 
 def test_only_scored_visible_submissions_are_entries(lb_session: Session) -> None:
@@ -52,7 +52,7 @@ def test_version_token_changes_with_what_the_board_shows(lb_session: Session) ->
     record(lb_session, None, "hide", "submission", submission.id)
     lb_session.flush()
     tokens.append(version_token(lb_session))
-    lb_session.add(ChallengeState(revealed=True))
+    challenge.state(lb_session).revealed = True
     lb_session.flush()
     tokens.append(version_token(lb_session))
     assert len(set(tokens)) == len(tokens)
@@ -61,7 +61,7 @@ def test_version_token_changes_with_what_the_board_shows(lb_session: Session) ->
 
 def test_reveal_state_reads_the_challenge_row(lb_session: Session) -> None:
     assert not is_revealed(lb_session)
-    lb_session.add(ChallengeState(revealed=True))
+    challenge.state(lb_session).revealed = True
     lb_session.flush()
     assert is_revealed(lb_session)
 

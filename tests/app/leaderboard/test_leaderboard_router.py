@@ -9,9 +9,9 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from app_factories import World, add_team, app_client
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from leaderboard_db import World, add_team, app_client
 
 from app.organiser import service as organiser
 
@@ -36,13 +36,6 @@ def parse(html: str) -> Tags:
     tags = Tags()
     tags.feed(html)
     return tags
-
-
-@pytest.fixture
-def world(tmp_path: Path, db_url: str) -> Iterator[World]:
-    w = World(tmp_path, db_url)
-    yield w
-    w.close()
 
 
 @pytest.fixture

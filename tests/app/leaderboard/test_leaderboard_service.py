@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
-from leaderboard_db import World, add_team
+from app_factories import World, add_team
 from sklearn.metrics import roc_auc_score
 
 from app.leaderboard.export import board_json
@@ -16,13 +14,6 @@ from app.leaderboard.groups import GroupCache
 from app.leaderboard.service import LeaderboardService
 from app.leaderboard.view import Board
 from app.organiser import service as organiser
-
-
-@pytest.fixture
-def world(tmp_path: Path, db_url: str) -> Iterator[World]:
-    w = World(tmp_path, db_url)
-    yield w
-    w.close()
 
 
 def test_identical_predictions_share_the_top_group_and_a_weak_entry_does_not(

@@ -10,6 +10,8 @@ import pytest
 
 from app.leaderboard.rows import column_rows
 from evaluator.data.prepared import FORMAT_VERSION, PreparedData
+from evaluator.schema import SPLITS, TASKS
+from evaluator.tasks import task_rows
 
 CLICK = np.array([1, 0, 1, 1, 0, 0, 1, 0], dtype=np.int8)
 CONVERSION = np.array([1, 0, 0, 1, 0, 0, 0, 0], dtype=np.int8)
@@ -48,3 +50,15 @@ def test_ctcvr_column_of_the_full_set_labels_conversions(prepared: PreparedData)
     rows = column_rows(prepared, "full", "ctcvr")
     assert rows.index.tolist() == list(range(8))
     assert rows.labels.tolist() == CONVERSION.tolist()
+
+
+def test_every_column_is_its_task_rows_within_its_split(prepared: PreparedData) -> None:
+    splits = {"public": PUBLIC, "private": ~PUBLIC, "full": np.ones(CLICK.size, dtype=bool)}
+    for split in SPLITS:
+        for task in TASKS:
+            rows = column_rows(prepared, split, task)
+            task_index = task_rows(task, CLICK, CONVERSION).indices()
+            expected = task_index[splits[split][task_index]]
+            assert rows.index.tolist() == expected.tolist(), (split, task)
+            labels = CLICK if task == "ctr" else CONVERSION
+            assert rows.labels.tolist() == labels[expected].tolist(), (split, task)

@@ -4,24 +4,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from app_factories import World, add_team, app_client, token_for
 from fastapi.testclient import TestClient
-from organiser_db import World, add_team, app_client, token_for
 from sqlalchemy import select
 
 from app.models import AuditLog, Score, Submission
-from app.organiser.session import COOKIE_NAME
+from app.web.session import COOKIE_NAME
 
 XSS = "<script>alert(1)</script>"
-
-
-@pytest.fixture
-def world(tmp_path: Path, db_url: str) -> Iterator[World]:
-    w = World(tmp_path, db_url)
-    yield w
-    w.close()
 
 
 @pytest.fixture
@@ -100,8 +92,6 @@ def test_rescore_queues_every_scored_submission_and_keeps_old_scores(
 ) -> None:
     submission = world.submit(add_team(world.session, "a"), world.predictions(2.0))
     # A new scorer version is installed: the worker scores under it, the old rows stay.
-    monkeypatch.setattr("app.worker.SCORER_VERSION", "2")
-    monkeypatch.setattr("app.organiser.service.SCORER_VERSION", "2")
     monkeypatch.setattr("evaluator.scoring.SCORER_VERSION", "2")
     response = client.post("/api/v1/organiser/rescore", headers=bearer(organiser_token))
     assert response.status_code == 200

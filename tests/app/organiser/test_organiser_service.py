@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from organiser_db import add_submission, add_team
+from app_factories import add_submission, add_team
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.errors import AppError
 from app.models import AuditLog, ChallengeState, Submission
 from app.organiser import service
 from evaluator.scoring import SCORER_VERSION
@@ -38,7 +39,7 @@ def test_unhide_is_recorded_too(lb_session: Session) -> None:
 
 def test_disqualify_needs_a_reason(lb_session: Session) -> None:
     submission = add_submission(lb_session, add_team(lb_session, "a"))
-    with pytest.raises(service.OrganiserError) as failure:
+    with pytest.raises(AppError) as failure:
         service.set_disqualified(lb_session, None, submission.id, True, "   ")
     assert failure.value.status == 422
     assert audit_rows(lb_session) == []
@@ -49,17 +50,17 @@ def test_disqualify_needs_a_reason(lb_session: Session) -> None:
 
 def test_overlong_reason_is_refused(lb_session: Session) -> None:
     submission = add_submission(lb_session, add_team(lb_session, "a"))
-    with pytest.raises(service.OrganiserError, match="at most 500"):
+    with pytest.raises(AppError, match="at most 500"):
         service.set_hidden(lb_session, None, submission.id, True, "x" * 501)
 
 
 def test_unknown_submission_is_not_found(lb_session: Session) -> None:
-    with pytest.raises(service.OrganiserError) as failure:
+    with pytest.raises(AppError) as failure:
         service.set_hidden(lb_session, None, 12345, True)
     assert failure.value.status == 404
 
 
-def test_reveal_creates_the_state_row_and_records_it(lb_session: Session) -> None:
+def test_reveal_sets_the_state_row_and_records_it(lb_session: Session) -> None:
     organiser = add_team(lb_session, "org", organiser=True)
     state = service.set_revealed(lb_session, organiser, True)
     lb_session.commit()
@@ -87,7 +88,7 @@ def test_rescore_of_named_submissions_refuses_unknown_ids(lb_session: Session) -
     submission = add_submission(lb_session, add_team(lb_session, "a"))
     assert service.plan_rescore(lb_session, None, [submission.id]).submission_ids == [
         submission.id]
-    with pytest.raises(service.OrganiserError, match="no submission 999"):
+    with pytest.raises(AppError, match="no submission 999"):
         service.plan_rescore(lb_session, None, [submission.id, 999])
 
 

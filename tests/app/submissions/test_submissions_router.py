@@ -12,8 +12,9 @@ import pytest
 from sklearn.metrics import roc_auc_score
 from sqlalchemy import func, select, update
 
+from app import challenge
 from app.db import make_engine, session_factory
-from app.models import ChallengeState, Score, Submission
+from app.models import Score, Submission
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -88,7 +89,7 @@ def test_participant_sees_private_scores_after_the_reveal(client: Any, make_team
     sid = upload(client, token, make_predictions()[0]).json()["id"]
     engine = make_engine(settings)
     with session_factory(engine)() as session:
-        session.add(ChallengeState(revealed=True))
+        challenge.state(session).revealed = True
         session.commit()
     engine.dispose()
     data = client.get(f"/api/v1/submissions/{sid}", headers=bearer(token)).json()

@@ -9,29 +9,48 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, update
 
-from app.models import Score, Submission
+from app.jobs import lease
+from app.jobs.context import JobContext, JobKind
+from app.jobs.scoring import rescore, score_submission, upsert_scores
+from app.models import Rescore, Score, Submission
 from app.storage import load_predictions
-from app.worker import (
-    WorkerContext,
-    claim,
-    reap,
-    renew,
-    rescore,
-    score_submission,
-    upsert_scores,
-)
 from evaluator.scoring import ScoreReport
 
 
 @pytest.fixture
-def ctx(settings: Any) -> Iterator[WorkerContext]:
-    context = WorkerContext.create(settings)
-    yield context
-    context.engine.dispose()
+def enqueued() -> list[tuple[JobKind, int]]:
+    return []
 
 
 @pytest.fixture
-def add_submission(ctx: WorkerContext, make_team: Any) -> Callable[[bytes], int]:
+def ctx(settings: Any, enqueued: list[tuple[JobKind, int]]) -> Iterator[JobContext]:
+    context = JobContext.create(settings, lambda kind, row_id: enqueued.append((kind, row_id)))
+    yield context
+    context.close()
+
+
+def claim(ctx: JobContext, sid: int, owner: str) -> bool:
+    return lease.claim(ctx, Submission, sid, owner)
+
+
+def renew(ctx: JobContext, sid: int, owner: str) -> bool:
+    return lease.renew(ctx, Submission, sid, owner)
+
+
+def reap(ctx: JobContext) -> list[int]:
+    return lease.reap(ctx, Submission)
+
+
+def add_rescore(ctx: JobContext, sid: int, version: str = "2") -> int:
+    with ctx.factory() as session:
+        request = Rescore(submission_id=sid, scorer_version=version, state="queued")
+        session.add(request)
+        session.commit()
+        return request.id
+
+
+@pytest.fixture
+def add_submission(ctx: JobContext, make_team: Any) -> Callable[[bytes], int]:
     team, _ = make_team("alpha")
 
     def add(body: bytes) -> int:
@@ -46,7 +65,7 @@ def add_submission(ctx: WorkerContext, make_team: Any) -> Callable[[bytes], int]
     return add
 
 
-def state_of(ctx: WorkerContext, sid: int) -> Submission:
+def state_of(ctx: JobContext, sid: int) -> Submission:
     with ctx.factory() as session:
         sub = session.get(Submission, sid)
         assert sub is not None
@@ -54,20 +73,20 @@ def state_of(ctx: WorkerContext, sid: int) -> Submission:
         return sub
 
 
-def score_count(ctx: WorkerContext, sid: int) -> int:
+def score_count(ctx: JobContext, sid: int) -> int:
     with ctx.factory() as session:
         return int(session.execute(select(func.count()).select_from(Score)
                                    .where(Score.submission_id == sid)).scalar_one())
 
 
-def expire_lease(ctx: WorkerContext, sid: int) -> None:
+def expire_lease(ctx: JobContext, sid: int) -> None:
     with ctx.factory() as session:
         session.execute(update(Submission).where(Submission.id == sid).values(
             lease_expires_at=datetime.now(UTC) - timedelta(seconds=1)))
         session.commit()
 
 
-def test_only_one_worker_takes_the_lease(ctx: WorkerContext, add_submission: Any,
+def test_only_one_worker_takes_the_lease(ctx: JobContext, add_submission: Any,
                                          make_predictions: Any) -> None:
     sid = add_submission(make_predictions()[0])
     assert claim(ctx, sid, "a")
@@ -76,7 +95,7 @@ def test_only_one_worker_takes_the_lease(ctx: WorkerContext, add_submission: Any
     assert (sub.state, sub.lease_owner, sub.attempts) == ("running", "a", 1)
 
 
-def test_an_expired_lease_can_be_taken_over(ctx: WorkerContext, add_submission: Any,
+def test_an_expired_lease_can_be_taken_over(ctx: JobContext, add_submission: Any,
                                             make_predictions: Any) -> None:
     sid = add_submission(make_predictions()[0])
     assert claim(ctx, sid, "a")
@@ -86,7 +105,7 @@ def test_an_expired_lease_can_be_taken_over(ctx: WorkerContext, add_submission: 
     assert state_of(ctx, sid).attempts == 2
 
 
-def test_scoring_writes_nine_scores_and_the_predictions(ctx: WorkerContext,
+def test_scoring_writes_nine_scores_and_the_predictions(ctx: JobContext,
                                                         add_submission: Any,
                                                         make_predictions: Any,
                                                         settings: Any) -> None:
@@ -102,7 +121,7 @@ def test_scoring_writes_nine_scores_and_the_predictions(ctx: WorkerContext,
     assert stored.ctcvr == pytest.approx(values["ctr"] * values["cvr"], abs=1e-7)
 
 
-def test_a_second_delivery_of_a_scored_job_writes_nothing_new(ctx: WorkerContext,
+def test_a_second_delivery_of_a_scored_job_writes_nothing_new(ctx: JobContext,
                                                               add_submission: Any,
                                                               make_predictions: Any) -> None:
     sid = add_submission(make_predictions()[0])
@@ -111,7 +130,7 @@ def test_a_second_delivery_of_a_scored_job_writes_nothing_new(ctx: WorkerContext
     assert score_count(ctx, sid) == 9
 
 
-def test_worker_that_lost_its_lease_writes_no_scores(ctx: WorkerContext, add_submission: Any,
+def test_worker_that_lost_its_lease_writes_no_scores(ctx: JobContext, add_submission: Any,
                                                      make_predictions: Any) -> None:
     sid = add_submission(make_predictions()[0])
     assert claim(ctx, sid, "ghost")  # a worker that will never finish
@@ -125,7 +144,7 @@ def test_worker_that_lost_its_lease_writes_no_scores(ctx: WorkerContext, add_sub
 
 
 def test_file_that_fails_to_parse_at_scoring_time_fails_with_the_reason(
-        ctx: WorkerContext, add_submission: Any) -> None:
+        ctx: JobContext, add_submission: Any) -> None:
     sid = add_submission(b"row_id,ctr,cvr\n0,0.5,0.5\n")
     assert score_submission(ctx, sid) == "failed"
     sub = state_of(ctx, sid)
@@ -134,7 +153,7 @@ def test_file_that_fails_to_parse_at_scoring_time_fails_with_the_reason(
     assert score_count(ctx, sid) == 0
 
 
-def test_reaper_requeues_an_expired_lease(ctx: WorkerContext, add_submission: Any,
+def test_reaper_requeues_an_expired_lease(ctx: JobContext, add_submission: Any,
                                           make_predictions: Any) -> None:
     sid = add_submission(make_predictions()[0])
     assert claim(ctx, sid, "dead")
@@ -147,7 +166,7 @@ def test_reaper_requeues_an_expired_lease(ctx: WorkerContext, add_submission: An
     assert score_count(ctx, sid) == 9
 
 
-def test_reaper_fails_a_submission_out_of_attempts(ctx: WorkerContext, add_submission: Any,
+def test_reaper_fails_a_submission_out_of_attempts(ctx: JobContext, add_submission: Any,
                                                    make_predictions: Any,
                                                    settings: Any) -> None:
     sid = add_submission(make_predictions()[0])
@@ -162,7 +181,7 @@ def test_reaper_fails_a_submission_out_of_attempts(ctx: WorkerContext, add_submi
     assert not claim(ctx, sid, "late")
 
 
-def test_upserting_the_same_report_twice_keeps_one_row_per_key(ctx: WorkerContext,
+def test_upserting_the_same_report_twice_keeps_one_row_per_key(ctx: JobContext,
                                                                add_submission: Any,
                                                                make_predictions: Any) -> None:
     sid = add_submission(make_predictions()[0])
@@ -181,24 +200,24 @@ def test_upserting_the_same_report_twice_keeps_one_row_per_key(ctx: WorkerContex
 
 
 def test_rescore_under_a_new_scorer_version_keeps_the_old_scores(
-        ctx: WorkerContext, add_submission: Any, make_predictions: Any,
+        ctx: JobContext, add_submission: Any, make_predictions: Any,
         monkeypatch: pytest.MonkeyPatch) -> None:
     sid = add_submission(make_predictions()[0])
     score_submission(ctx, sid)
-    import app.worker as worker_module
+    import app.jobs.scoring as jobs_scoring
     import evaluator.scoring as scoring
 
     monkeypatch.setattr(scoring, "SCORER_VERSION", "2")
-    monkeypatch.setattr(worker_module, "SCORER_VERSION", "2")
     original = scoring.score_predictions
 
     def version_two(data: Any, predictions: Any) -> ScoreReport:
         report = original(data, predictions)
         return ScoreReport(scorer_version="2", scores=report.scores)
 
-    monkeypatch.setattr(worker_module, "score_predictions", version_two)
-    assert rescore(ctx, sid) == "scored"
-    assert rescore(ctx, sid) == "skipped"
+    monkeypatch.setattr(jobs_scoring, "score_predictions", version_two)
+    request = add_rescore(ctx, sid)
+    assert rescore(ctx, request) == "scored"
+    assert rescore(ctx, request) == "skipped"
     with ctx.factory() as session:
         versions = sorted(session.execute(select(Score.scorer_version).where(
             Score.submission_id == sid)).scalars())
@@ -206,7 +225,7 @@ def test_rescore_under_a_new_scorer_version_keeps_the_old_scores(
     assert state_of(ctx, sid).state == "scored"
 
 
-def add_verification(ctx: WorkerContext, submission_id: int) -> int:
+def add_verification(ctx: JobContext, submission_id: int) -> int:
     from app.models import Verification
 
     with ctx.factory() as session:
@@ -216,41 +235,39 @@ def add_verification(ctx: WorkerContext, submission_id: int) -> int:
         return ver.id
 
 
-def test_reaper_requeues_a_verification_whose_worker_died(ctx: WorkerContext,
+def test_reaper_requeues_a_verification_whose_worker_died(ctx: JobContext,
                                                           add_submission: Any,
                                                           make_predictions: Any) -> None:
     from app.models import Verification
-    from app.worker import claim_verification, reap_verifications
 
     vid = add_verification(ctx, add_submission(make_predictions()[0]))
-    assert claim_verification(ctx, vid, "dead")
-    assert not claim_verification(ctx, vid, "other")
-    assert reap_verifications(ctx) == []
+    assert lease.claim(ctx, Verification, vid, "dead")
+    assert not lease.claim(ctx, Verification, vid, "other")
+    assert lease.reap(ctx, Verification) == []
     with ctx.factory() as session:
         session.execute(update(Verification).where(Verification.id == vid).values(
             lease_expires_at=datetime.now(UTC) - timedelta(seconds=1)))
         session.commit()
-    assert reap_verifications(ctx) == [vid]
+    assert lease.reap(ctx, Verification) == [vid]
     with ctx.factory() as session:
         ver = session.get(Verification, vid)
         assert ver is not None and (ver.state, ver.lease_owner) == ("queued", None)
 
 
-def test_verification_out_of_attempts_fails_with_the_reason(ctx: WorkerContext,
+def test_verification_out_of_attempts_fails_with_the_reason(ctx: JobContext,
                                                             add_submission: Any,
                                                             make_predictions: Any,
                                                             settings: Any) -> None:
     from app.models import Verification
-    from app.worker import claim_verification, reap_verifications
 
     vid = add_verification(ctx, add_submission(make_predictions()[0]))
     for attempt in range(settings.max_attempts):
-        assert claim_verification(ctx, vid, f"dead{attempt}")
+        assert lease.claim(ctx, Verification, vid, f"dead{attempt}")
         with ctx.factory() as session:
             session.execute(update(Verification).where(Verification.id == vid).values(
                 lease_expires_at=datetime.now(UTC) - timedelta(seconds=1)))
             session.commit()
-        reap_verifications(ctx)
+        lease.reap(ctx, Verification)
     with ctx.factory() as session:
         ver = session.get(Verification, vid)
         assert ver is not None

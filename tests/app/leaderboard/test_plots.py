@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from app.plots import Interval, ScatterPoint, ci_svg, roc_svg, scatter_svg
+from app.leaderboard.plots import Interval, ScatterPoint, ci_svg, roc_svg, scatter_svg
 
 SVG = "{http://www.w3.org/2000/svg}"
 HOSTILE = "<script>alert(1)</script>"

@@ -1,4 +1,4 @@
-"""The organiser pages' login session: a signed cookie and a CSRF token derived from it.
+"""The browser's login session: a signed cookie and a CSRF token derived from it.
 
 The browser holds `lb_org=<team id>.<issued at>.<signature>` (HttpOnly, SameSite=Strict). The
 signature is an HMAC of the rest under the service's secret, so the cookie cannot be forged or
@@ -13,6 +13,12 @@ import hashlib
 import hmac
 import time
 from dataclasses import dataclass
+
+from fastapi import Request
+from sqlalchemy.orm import Session as DbSession
+
+from app.config import Settings
+from app.models import Team
 
 COOKIE_NAME = "lb_org"
 MAX_AGE_S = 12 * 3600
@@ -57,3 +63,24 @@ def csrf_token(secret: str, cookie_value: str) -> str:
 
 def check_csrf(secret: str, cookie_value: str, token: str | None) -> bool:
     return token is not None and hmac.compare_digest(token, csrf_token(secret, cookie_value))
+
+
+def secret_of(request: Request) -> str:
+    settings: Settings = request.app.state.settings
+    return settings.secret_key.get_secret_value()
+
+
+def organiser_from_request(request: Request, session: DbSession) -> tuple[Team, str] | None:
+    """The organiser team logged in on this browser, and its cookie value; None otherwise."""
+    value = request.cookies.get(COOKIE_NAME)
+    found = verify(secret_of(request), value)
+    if found is None or value is None:
+        return None
+    team = session.get(Team, found.team_id)
+    if team is None or not team.is_organiser:
+        return None
+    return team, value
+
+
+def is_organiser_request(request: Request, session: DbSession) -> bool:
+    return organiser_from_request(request, session) is not None

@@ -3,23 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
-from organiser_db import World, add_submission, add_team
+from app_factories import World, add_submission, add_team
 from sqlalchemy import select
 from typer.testing import CliRunner
 
 from app.cli import cli
 from app.models import AuditLog, ChallengeState, Submission
-
-
-@pytest.fixture
-def world(tmp_path: Path, db_url: str) -> Iterator[World]:
-    w = World(tmp_path, db_url)
-    yield w
-    w.close()
 
 
 def run(world: World, *args: str) -> tuple[int, str]:

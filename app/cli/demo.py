@@ -24,9 +24,11 @@ import httpx
 import numpy as np
 import numpy.typing as npt
 
-from app.processes import stop_gracefully
 from baselines.config import CHALLENGE_MODELS
 from evaluator.schema import COUNTRIES, Country
+
+from .client import Client, connect
+from .processes import stop_gracefully
 
 MARKER = ".mtme-demo"
 TOKENS_FILE = "tokens.json"
@@ -118,8 +120,7 @@ def service_env(plan: DemoPlan) -> dict[str, str]:
 
 def create_teams(plan: DemoPlan, say: Say) -> dict[str, str]:
     from app.config import Settings
-    from app.db import make_engine, session_factory
-    from app.migrate import upgrade
+    from app.db import make_engine, session_factory, upgrade
     from app.teams.service import create_team
 
     # Explicit Nones outrank the environment: the shell's LB_ settings must not leak in here.
@@ -131,8 +132,10 @@ def create_teams(plan: DemoPlan, say: Say) -> dict[str, str]:
     tokens: dict[str, str] = {}
     try:
         with session_factory(engine)() as session:
+            actor = None  # the first organiser team is the actor of the others
             for name, flags in TEAMS.items():
-                _, issued = create_team(session, None, name, **flags)
+                team, issued = create_team(session, actor, name, **flags)
+                actor = actor or (team if team.is_organiser else None)
                 tokens[name] = issued.secret
             session.commit()
     finally:
@@ -232,7 +235,6 @@ def write_prediction_file(path: Path, values: npt.NDArray[np.float64]) -> None:
 
 
 def enter_participants(plan: DemoPlan, tokens: dict[str, str], say: Say) -> list[int]:
-    from app.client import submit
     from evaluator.data.prepared import PreparedData
 
     folder = plan.folder / "participants"
@@ -246,28 +248,36 @@ def enter_participants(plan: DemoPlan, tokens: dict[str, str], say: Say) -> list
                       else random_predictions(n_rows, plan.seed + index))
             path = folder / f"{team}_{cc}.csv"
             write_prediction_file(path, values)
-            answer = submit(plan.url, tokens[team], cc, method, file=path,
-                            idempotency_key=f"demo-{team}-{cc}")
+            with connect(plan.url, tokens[team]) as client:
+                answer = client.submit(cc, method, file=path,
+                                       idempotency_key=f"demo-{team}-{cc}")
             ids.append(int(answer["id"]))
             say(f"  {team} entered {method} for {cc}: submission {answer['id']}")
     return ids
 
 
 def wait_scored(plan: DemoPlan, token: str, ids: list[int], timeout_s: float = 600.0) -> None:
-    from app.client import status
-
     deadline = time.monotonic() + timeout_s
     pending = set(ids)
-    while pending:
-        for sid in sorted(pending):
-            state = status(plan.url, token, sid)
-            if state["state"] == "failed":
-                raise DemoError(f"submission {sid} failed: {state.get('reason')}")
-            if state["state"] == "scored":
-                pending.discard(sid)
-        if pending and time.monotonic() > deadline:
-            raise DemoError(f"submissions {sorted(pending)} not scored within {timeout_s:.0f} s")
-        time.sleep(0.5)
+    with httpx.Client(base_url=plan.url, timeout=60.0) as http:
+        client = Client(http, token)
+        while pending:
+            pending = _still_pending(client, pending)
+            if pending and time.monotonic() > deadline:
+                raise DemoError(
+                    f"submissions {sorted(pending)} not scored within {timeout_s:.0f} s")
+            time.sleep(0.5)
+
+
+def _still_pending(client: Client, pending: set[int]) -> set[int]:
+    left = set(pending)
+    for sid in sorted(pending):
+        state = client.status(sid)
+        if state["state"] == "failed":
+            raise DemoError(f"submission {sid} failed: {state.get('reason')}")
+        if state["state"] == "scored":
+            left.discard(sid)
+    return left
 
 
 # ----------------------------------------------------------------------------------- baselines

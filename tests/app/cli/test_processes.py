@@ -6,7 +6,7 @@ import signal
 import subprocess
 import sys
 
-from app.processes import stop_gracefully
+from app.cli.processes import stop_gracefully
 
 WAIT_FOR_SIGNAL = "import sys, time; print('ready', flush=True); time.sleep(120)"
 IGNORE_SIGINT = ("import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); "

@@ -15,20 +15,25 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from app import queue as queue_module
+from app.jobs.context import JobContext
+from app.jobs.queue import Queue
 from app.models import Score, Submission
-from app.worker import WorkerContext
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture
-def ctx(settings: Any) -> Iterator[WorkerContext]:
+def queue(settings: Any) -> Iterator[Queue]:
+    """The workers' queue for the test's settings (not the immediate one)."""
+    made = Queue(settings)
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def ctx(queue: Queue) -> JobContext:
     LOGS.clear()
-    context = WorkerContext.create(settings)
-    yield context
-    context.engine.dispose()
-    queue_module.reset()
+    return queue.context()
 
 
 def start_worker(settings: Any, **env: str) -> subprocess.Popen[bytes]:
@@ -63,7 +68,7 @@ def wait_for(check: Callable[[], bool], seconds: float, what: str) -> None:
         time.sleep(0.1)
 
 
-def submission(ctx: WorkerContext, sid: int) -> Submission:
+def submission(ctx: JobContext, sid: int) -> Submission:
     with ctx.factory() as session:
         sub = session.get(Submission, sid)
         assert sub is not None
@@ -71,7 +76,7 @@ def submission(ctx: WorkerContext, sid: int) -> Submission:
         return sub
 
 
-def insert(ctx: WorkerContext, team_id: int, sha: str) -> int:
+def insert(ctx: JobContext, team_id: int, sha: str) -> int:
     with ctx.factory() as session:
         sub = Submission(team_id=team_id, country="NL", method="m", state="queued",
                          file_sha256=sha, file_format="csv")
@@ -91,7 +96,8 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def test_worker_killed_mid_job_is_requeued_after_its_lease_and_scored_once(
-        ctx: WorkerContext, settings: Any, make_team: Any, make_predictions: Any) -> None:
+        ctx: JobContext, queue: Queue, settings: Any, make_team: Any,
+        make_predictions: Any) -> None:
     team, _ = make_team("alpha")
     body = make_predictions()[0]
     sha = ctx.store.put_bytes(body)
@@ -102,7 +108,7 @@ def test_worker_killed_mid_job_is_requeued_after_its_lease_and_scored_once(
     sid = insert(ctx, team.id, sha)
     first = start_worker(settings)
     try:
-        queue_module.configure(settings).score_task(sid)
+        queue.enqueue("score", sid)
         wait_for(lambda: submission(ctx, sid).state == "running", 120, "the lease")
         first.send_signal(signal.SIGKILL)
         first.wait()
@@ -133,12 +139,12 @@ def test_submission_is_scored_through_the_redis_queue(settings: Any, redis_url: 
                                                       make_team: Any,
                                                       make_predictions: Any) -> None:
     on_redis = settings.model_copy(update={"redis_url": redis_url})
-    configured = queue_module.configure(on_redis)
+    configured = Queue(on_redis)
     configured.huey.flush()
-    ctx = configured.ctx
+    ctx = configured.context()
     team, _ = make_team("alpha")
     sid = insert(ctx, team.id, ctx.store.put_bytes(make_predictions()[0]))
-    queue_module.enqueue_scoring(sid)
+    configured.enqueue("score", sid)
     assert configured.depth() == 1
     worker = start_worker(on_redis, LB_REDIS_URL=redis_url)
     try:
@@ -146,30 +152,27 @@ def test_submission_is_scored_through_the_redis_queue(settings: Any, redis_url: 
     finally:
         stop(worker)
         configured.huey.flush()
-        queue_module.reset()
+        configured.close()
     assert configured.depth() == 0
 
 
 def test_consumer_checks_the_reaper_every_reaper_seconds(settings: Any) -> None:
-    configured = queue_module.configure(settings.model_copy(update={"reaper_seconds": 7}))
-    try:
-        consumer = queue_module.make_consumer(configured)
-        assert consumer._create_scheduler().periodic_task_seconds == 7
-    finally:
-        queue_module.reset()
+    configured = Queue(settings.model_copy(update={"reaper_seconds": 7}))
+    consumer = configured.consumer()
+    assert consumer._create_scheduler().periodic_task_seconds == 7
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_a_claim_that_meets_a_locked_database_is_retried_not_dropped(
-        settings: Any, ctx: WorkerContext, make_team: Any, make_predictions: Any) -> None:
+        settings: Any, ctx: JobContext, make_team: Any, make_predictions: Any) -> None:
     import sqlite3
 
     # The reaper's re-enqueue is pushed out of reach: only the task's own retry can score it.
     patient = settings.model_copy(update={"requeue_seconds": 3600})
-    configured = queue_module.configure(patient)
+    configured = Queue(patient)
     team, _ = make_team("alpha")
     sid = insert(ctx, team.id, ctx.store.put_bytes(make_predictions()[0]))
-    queue_module.enqueue_scoring(sid)
+    configured.enqueue("score", sid)
     database = settings.db_url.removeprefix("sqlite:///")
     blocker = sqlite3.connect(database, isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")  # holds the write lock past the 10 s busy timeout

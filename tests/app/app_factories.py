@@ -1,5 +1,5 @@
-"""Factories: teams, submissions and scores in a migrated database; a prepared test set, an
-artifact store and the settings that tie them together (`World`)."""
+"""The app tests' one factories module: teams, submissions and scores in a migrated database;
+a prepared test set, an artifact store and the settings that tie them together (`World`)."""
 
 from __future__ import annotations
 
@@ -9,31 +9,27 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
-from alembic import command
-from alembic.config import Config
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.db import make_engine, session_factory
+from app.db import make_engine, session_factory, upgrade
+from app.jobs.queue import Queue
+from app.jobs.scoring import upsert_scores
 from app.models import Score, Submission, Team
 from app.storage import ArtifactStore, save_predictions
-from app.worker import upsert_scores
 from evaluator.data.prepared import FORMAT_VERSION, PreparedData
 from evaluator.predictions import Predictions
 from evaluator.schema import SPLITS, TASKS
 from evaluator.scoring import score_predictions
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
-ROOT = Path(__file__).resolve().parents[3]
 
 
 def migrated_engine(url: str) -> Engine:
     """An engine on a database brought to the newest migration (as the service does)."""
-    config = Config(str(ROOT / "alembic.ini"))
-    config.attributes["url"] = url
-    command.upgrade(config, "head")
+    upgrade(url)
     return make_engine(url)
 
 
@@ -143,15 +139,14 @@ class World:
 def app_client(world: World) -> Generator[TestClient, None, None]:
     """A TestClient on the real application for the world's settings, with an immediate queue
     (rescoring runs inside the request that enqueues it)."""
-    from app import queue
     from app.main import create_app
 
-    queue.configure(world.settings, immediate=True)
+    queue = Queue(world.settings, immediate=True)
     try:
-        with TestClient(create_app(world.settings)) as client:
+        with TestClient(create_app(world.settings, queue)) as client:
             yield client
     finally:
-        queue.reset()
+        queue.close()
 
 
 def token_for(world: World, team: Team) -> str:

@@ -30,18 +30,20 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, insert, text, update
 from sqlalchemy.engine import make_url
 
-from app import queue as queue_module
 from app.config import Settings
 from app.db import make_engine, session_factory
+from app.jobs import lease
+from app.jobs.context import JobContext
+from app.jobs.queue import Queue
+from app.jobs.scoring import score_submission
 from app.main import create_app
 from app.models import Submission, Verification
 from app.storage import ArtifactStore, is_full
 from app.submissions import service
 from app.submissions.upload import Upload, UploadedFile
-from app.worker import WorkerContext, reap, reap_verifications, score_submission
 from evaluator.scoring import SCORER_VERSION
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 POSTGRES_ONLY = pytest.mark.parametrize(
     "db_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
 
@@ -208,11 +210,11 @@ def test_uploads_while_redis_is_down_are_accepted_and_scored_once_when_it_is_bac
         tmp_path: Path) -> None:
     on_redis = derive(settings, redis_url=own_redis.url, daily_quota=10, lease_seconds=5,
                       heartbeat_seconds=0.5, reaper_seconds=1, requeue_seconds=2)
-    queue = queue_module.configure(on_redis)
+    queue = Queue(on_redis)
     engine = make_engine(on_redis)
     _, token = make_team("alpha")
     try:
-        with TestClient(create_app(on_redis)) as client, \
+        with TestClient(create_app(on_redis, queue)) as client, \
                 running_worker(on_redis, tmp_path) as worker:
             before = upload(client, token, make_predictions(seed=0)[0])
             assert before.status_code == 202, before.text
@@ -232,17 +234,17 @@ def test_uploads_while_redis_is_down_are_accepted_and_scored_once_when_it_is_bac
                      "the reaper to enqueue the uploads again", worker)
             # A second delivery of each job on top of the reaper's must change nothing.
             for sid in [first, *ids]:
-                queue_module.enqueue_scoring(sid)
+                queue.enqueue("score", sid)
             wait_for(lambda: queue.depth() == 0, 60, "the queue to drain", worker)
             assert worker.process.poll() is None, worker.output()
         # The worker has stopped (after finishing the job in hand): every count is final.
         assert [job(engine, sid) for sid in [first, *ids]] == [("scored", 1, 9)] * 4, \
             worker.output()
         assert count(engine, "submission") == 4
-        with TestClient(create_app(on_redis)) as client:
+        with TestClient(create_app(on_redis, queue)) as client:
             assert client.get("/api/v1/me", headers=bearer(token)).json()["quota"]["used"] == 4
     finally:
-        queue_module.reset()
+        queue.close()
         engine.dispose()
 
 
@@ -257,7 +259,16 @@ def backdate(engine: Engine, model: type[Submission] | type[Verification], row_i
 
 def test_reaper_enqueues_a_job_whose_enqueue_was_lost_again_once_per_period(
         settings: Settings, make_team: Any, make_predictions: Any) -> None:
-    ctx = WorkerContext.create(derive(settings, requeue_seconds=60))
+    enqueued: list[tuple[str, int]] = []
+    ctx = JobContext.create(derive(settings, requeue_seconds=60),
+                            lambda kind, row_id: enqueued.append((kind, row_id)))
+
+    def reap(ctx: JobContext) -> list[int]:
+        return lease.reap(ctx, Submission)
+
+    def reap_verifications(ctx: JobContext) -> list[int]:
+        return lease.reap(ctx, Verification)
+
     team, _ = make_team("alpha")
     body = make_predictions()[0]
     fresh = insert_submission(ctx.settings, ctx.engine, team.id, body)
@@ -400,9 +411,10 @@ def test_database_cut_off_while_scores_are_written_leaves_no_partial_rows_and_re
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
+    producer = Queue(settings)
     try:
         with running_worker(via_proxy, tmp_path) as worker:
-            queue_module.configure(settings).score_task(sid)
+            producer.enqueue("score", sid)
             assert proxy.fired.wait(120), f"the worker never wrote scores\n{worker.output()}"
             if blackout:
                 # The UPDATE to `scored` and the INSERT of the scores reached the server; the
@@ -415,7 +427,7 @@ def test_database_cut_off_while_scores_are_written_leaves_no_partial_rows_and_re
         stop.set()
         sampler.join()
         proxy.close()
-        queue_module.reset()
+        producer.close()
     assert job(engine, sid) == ("scored", 2, 9)
     assert proxy.cuts == 1
     with engine.connect() as conn:
@@ -452,11 +464,11 @@ def test_upload_bigger_than_the_free_space_is_507_leaving_nothing(
         settings: Settings, make_team: Any, make_predictions: Any, tiny_store: Path) -> None:
     small = derive(settings, artifact_dir=tiny_store)
     store = ArtifactStore.of(small)
-    queue_module.configure(small, immediate=True)
+    queue = Queue(small, immediate=True)
     engine = make_engine(small)
     _, token = make_team("alpha")
     try:
-        with TestClient(create_app(small)) as client:
+        with TestClient(create_app(small, queue)) as client:
             used_before = shutil.disk_usage(store.tmp_dir).used
             free = shutil.disk_usage(tiny_store).free
             line = b"0,0.5,0.5\n"
@@ -478,7 +490,7 @@ def test_upload_bigger_than_the_free_space_is_507_leaving_nothing(
             me = client.get("/api/v1/me", headers=bearer(token)).json()
             assert me["quota"]["used"] == 1
     finally:
-        queue_module.reset()
+        queue.close()
         engine.dispose()
 
 

@@ -12,7 +12,7 @@ from sqlalchemy import create_engine, text
 from typer.testing import CliRunner
 
 from app.cli import cli
-from app.demo import (
+from app.cli.demo import (
     ENTERED_FILE,
     MARKER,
     PARTICIPANTS_FILE,

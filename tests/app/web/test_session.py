@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.organiser.session import MAX_AGE_S, check_csrf, csrf_token, issue, verify
+from app.web.session import MAX_AGE_S, check_csrf, csrf_token, issue, verify
 
 SECRET = "s3cret-for-tests"
 

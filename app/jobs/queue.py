@@ -1,0 +1,112 @@
+"""The Huey queue: SqliteHuey by default, RedisHuey when LB_REDIS_URL is set.
+
+Tasks carry only a row id; the job reads everything else from the database. A `Queue` is made
+once per process (the API keeps it on `app.state`, the CLI makes its own) and handed to whoever
+enqueues. The job context, with its own engine, is built only when a task first runs, so a
+process that only enqueues (the API) never opens the workers' connections.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from huey import Huey, RedisHuey, SqliteHuey
+from huey.consumer import Consumer, Scheduler
+
+from app.config import Settings
+
+from .context import JOB_KINDS, JobContext, JobKind
+from .reaper import reap_and_requeue
+from .runner import Outcome
+from .scoring import rescore, score_submission
+from .verification import verify
+
+log = logging.getLogger(__name__)
+
+QUEUE_NAME = "leaderboard"
+
+# Five retries 3 s apart outlast ~1 min of lock contention (SQLite waits 10 s per try); after
+# that the reaper's re-enqueue (LB_REQUEUE_SECONDS) is the safety net.
+TASK_RETRIES = 5
+TASK_RETRY_DELAY_S = 3
+
+RUNS: dict[JobKind, Callable[[JobContext, int], Outcome]] = {
+    "score": score_submission, "verify": verify, "rescore": rescore}
+# The names stay what earlier releases enqueued, so jobs already in a queue still run.
+TASK_NAMES: dict[JobKind, str] = {
+    "score": "score_submission", "verify": "verify_submission", "rescore": "rescore_submission"}
+
+
+def make_huey(settings: Settings, *, immediate: bool = False) -> Huey:
+    if settings.redis_url:
+        return RedisHuey(QUEUE_NAME, url=settings.redis_url, immediate=immediate, results=False)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return SqliteHuey(QUEUE_NAME, filename=str((settings.data_dir / "queue.db").resolve()),
+                      immediate=immediate, results=False)
+
+
+class Queue:
+    def __init__(self, settings: Settings, *, immediate: bool = False) -> None:
+        self.settings = settings
+        self.huey = make_huey(settings, immediate=immediate)
+        self._context: JobContext | None = None
+        self._lock = threading.Lock()
+        self._tasks: dict[JobKind, Any] = {kind: self._register(kind) for kind in JOB_KINDS}
+
+        def always(_dt: datetime) -> bool:
+            return True
+
+        # The consumer's scheduler decides how often this runs (`consumer` sets the period).
+        @self.huey.periodic_task(always, name="reap_expired_leases")  # type: ignore[untyped-decorator]
+        def reap_task() -> int:
+            return reap_and_requeue(self.context())
+
+    def _register(self, kind: JobKind) -> Any:
+        run = RUNS[kind]
+
+        # A task that raises (a claim that met "database is locked", a DB connection cut before
+        # the lease was taken) is dropped by Huey unless it retries; the lease makes retries
+        # harmless.
+        @self.huey.task(name=TASK_NAMES[kind], retries=TASK_RETRIES,  # type: ignore[untyped-decorator]
+                        retry_delay=TASK_RETRY_DELAY_S)
+        def task(row_id: int) -> str:
+            return run(self.context(), row_id)
+
+        return task
+
+    def context(self) -> JobContext:
+        with self._lock:
+            if self._context is None:
+                self._context = JobContext.create(self.settings, self.enqueue)
+            return self._context
+
+    def enqueue(self, kind: JobKind, row_id: int) -> None:
+        self._tasks[kind](row_id)
+
+    def depth(self) -> int:
+        return int(self.huey.pending_count())
+
+    def close(self) -> None:
+        with self._lock:
+            context, self._context = self._context, None
+        if context is not None:
+            context.close()
+
+    def consumer(self, *, workers: int | None = None) -> Consumer:
+        period = self.settings.reaper_seconds
+
+        class ReaperScheduler(Scheduler):  # type: ignore[misc]
+            # Huey checks periodic tasks once a minute by default; the reaper wants its own.
+            periodic_task_seconds = period
+
+        class LeaderboardConsumer(Consumer):  # type: ignore[misc]
+            scheduler_class = ReaperScheduler
+
+        return LeaderboardConsumer(
+            self.huey, workers=workers or self.settings.consumer_workers,
+            worker_type="thread", periodic=True, check_worker_health=True,
+        )

@@ -1,0 +1,2 @@
+"""What every server-rendered page shares: one Jinja environment, the signed browser session,
+the templates and the static assets."""
