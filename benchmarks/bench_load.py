@@ -85,8 +85,7 @@ def prepare(data_dir: Path, database_url: str | None, rows: int,
     if database_url:
         os.environ["LB_DATABASE_URL"] = database_url
     from app.config import Settings
-    from app.db import make_engine, session_factory
-    from app.migrate import upgrade
+    from app.db import make_engine, session_factory, upgrade
     from app.teams.service import create_team
     from evaluator.data.prepare import prepare_csv
     from evaluator.data.synth import write_synthetic

@@ -153,8 +153,7 @@ def prepare_service(data_dir: Path) -> str:
     """A migrated SQLite DB, a small prepared NL set and a team; returns its token."""
     os.environ["LB_DATA_DIR"] = str(data_dir)
     from app.config import Settings
-    from app.db import make_engine, session_factory
-    from app.migrate import upgrade
+    from app.db import make_engine, session_factory, upgrade
     from app.teams.service import create_team
     from evaluator.data.prepare import prepare_csv
     from evaluator.data.synth import write_synthetic
