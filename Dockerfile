@@ -17,8 +17,8 @@ COPY app ./app
 COPY evaluator ./evaluator
 COPY baselines ./baselines
 COPY migrations ./migrations
-# Editable, so `leaderboard db upgrade` finds migrations/ beside the packages.
-RUN pip install -e . \
+# A plain install: the migrations ship in the distribution (the `migrations` package).
+RUN pip install . \
     && useradd --system --uid 10001 --home-dir /srv/leaderboard leaderboard \
     && mkdir -p /data && chown leaderboard /data
 
