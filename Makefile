@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint audit bench
+.PHONY: install demo test test-fast lint audit bench
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -23,9 +23,15 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/pytest -q
 
+# The inner loop: everything but the tests marked slow (subprocesses, sandboxes, fuzzing,
+# the browser, the demo) and those needing a GPU.
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -m "not slow and not browser and not gpu"
+
 lint: $(STAMP)
 	$(BIN)/ruff check app evaluator baselines tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 audit: $(STAMP)
 	$(BIN)/pip-audit --skip-editable --progress-spinner off
