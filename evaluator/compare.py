@@ -26,6 +26,8 @@ from typing import Generic, Protocol, TypeVar, cast
 import numpy as np
 import numpy.typing as npt
 
+from evaluator.metrics import delong_paired_test, roc_curve_points
+
 K = TypeVar("K", bound=Hashable)
 C = TypeVar("C", bound=Hashable)
 
@@ -59,9 +61,6 @@ PairedTest = Callable[
 
 
 def _default_paired_test() -> PairedTest:
-    # Imported late so that this module stays importable on its own (and cheap to import).
-    from evaluator.metrics import delong_paired_test
-
     return cast(PairedTest, delong_paired_test)
 
 
@@ -307,36 +306,9 @@ def roc_points(
     *,
     max_points: int = 200,
 ) -> list[tuple[float, float]]:
-    """(false positive rate, true positive rate) points of the ROC curve, thinned for plotting.
-
-    Tied scores make one step (as in `sklearn.metrics.roc_curve`). The curve starts at (0, 0)
-    and ends at (1, 1); at most about `max_points` points are kept, spread along the curve.
-    Returns [] when the labels hold one class only (no curve exists).
+    """`evaluator.metrics.roc_curve_points` as (false positive rate, true positive rate) pairs,
+    the form a plot draws: from (0, 0) to (1, 1), thinned to about `max_points` points; [] when
+    the labels hold one class only (no curve exists).
     """
-    y = np.asarray(labels).astype(bool)
-    s = np.asarray(scores, dtype=np.float64)
-    if y.shape != s.shape or y.ndim != 1:
-        raise ValueError(f"labels {y.shape} and scores {s.shape} must be equal 1-D shapes")
-    n_pos = int(y.sum())
-    n_neg = int(y.size - n_pos)
-    if n_pos == 0 or n_neg == 0:
-        return []
-    order = np.argsort(-s, kind="mergesort")
-    s_sorted = s[order]
-    y_sorted = y[order]
-    # Last index of each run of equal scores: the curve moves only between distinct thresholds.
-    distinct = np.nonzero(np.diff(s_sorted))[0]
-    ends = np.concatenate([distinct, [y.size - 1]])
-    tps = np.cumsum(y_sorted)[ends]
-    fps = (ends + 1) - tps
-    tpr = np.concatenate([[0.0], tps / n_pos])
-    fpr = np.concatenate([[0.0], fps / n_neg])
-    if tpr.size > max_points:
-        # Keep points evenly spaced by arc length so that steep and flat parts both survive.
-        step = np.hypot(np.diff(fpr), np.diff(tpr))
-        arc = np.concatenate([[0.0], np.cumsum(step)])
-        targets = np.linspace(0.0, arc[-1], max_points)
-        idx = np.unique(np.searchsorted(arc, targets).clip(0, tpr.size - 1))
-        idx = np.unique(np.concatenate([[0], idx, [tpr.size - 1]]))
-        fpr, tpr = fpr[idx], tpr[idx]
-    return [(float(a), float(b)) for a, b in zip(fpr, tpr, strict=True)]
+    fpr, tpr = roc_curve_points(labels, scores, max_points)
+    return list(zip(fpr.tolist(), tpr.tolist(), strict=True))

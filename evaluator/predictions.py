@@ -20,9 +20,9 @@ Accepted files
 * **Size**: at most `max_bytes` bytes of CSV text (after decompression; default
   ``n_rows * 100 + 1 MiB``), so a gzip bomb stops early and memory stays bounded.
 
-Missing task: with ``ctr,cvr`` the CTCVR is ``ctr * cvr``; with ``ctr,ctcvr`` the CVR is
-``ctcvr / ctr`` clipped to [0, 1], and 0 where ``ctr == 0`` (no click predicted, so there is no
-conversion probability given a click to speak of).
+Missing task: derived by `evaluator.tasks.derive_outputs`, as for a checkpoint: with ``ctr,cvr``
+the CTCVR is ``ctr * cvr``; with ``ctr,ctcvr`` the CVR is ``ctcvr / ctr`` clipped to [0, 1], and 0
+where ``ctr == 0``.
 
 Errors: every problem found is reported at once in a `PredictionFileError`; problems of one kind
 are grouped with their count and the first `MAX_EXAMPLES` examples (line, column, value).
@@ -46,6 +46,8 @@ from typing import Any, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
+
+from evaluator.tasks import derive_outputs
 
 ROW_ID = "row_id"
 ACCEPTED_HEADERS: tuple[tuple[str, ...], ...] = (
@@ -97,8 +99,8 @@ class PredictionFileError(Exception):
 class Predictions:
     """Probabilities aligned by row_id (index i is test row i). float64 arrays of length N.
 
-    `cvr` and `ctcvr` are always both present after parsing: the missing one is derived
-    (pCTCVR = pCTR * pCVR; pCVR = pCTCVR / pCTR) as SPEC says.
+    `cvr` and `ctcvr` are always both present after parsing: the missing one is derived by
+    `evaluator.tasks.derive_outputs`.
     """
 
     ctr: npt.NDArray[np.float64]
@@ -951,13 +953,8 @@ def _scattered(parsed: _Parsed, n_rows: int) -> dict[str, FloatArray]:
 
 
 def _assemble(names: tuple[str, ...], values: dict[str, FloatArray]) -> Predictions:
-    ctr = values["ctr"]
-    if "cvr" in values:
-        cvr = values["cvr"]
-        ctcvr = values["ctcvr"] if "ctcvr" in values else ctr * cvr
-    else:
-        ctcvr = values["ctcvr"]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            cvr = np.where(ctr > 0, np.clip(ctcvr / np.where(ctr > 0, ctr, 1.0), 0.0, 1.0), 0.0)
+    ctr, cvr, ctcvr = derive_outputs(
+        values["ctr"], cvr=values.get("cvr"), ctcvr=values.get("ctcvr")
+    )
     return Predictions(ctr=ctr, cvr=cvr, ctcvr=ctcvr, columns=names)
 

@@ -1,10 +1,7 @@
 """Scores of a submission per split and task (SPEC "Metrics").
 
-| task  | labels       | scores  | rows                         |
-|-------|--------------|---------|------------------------------|
-| ctr   | `click`      | pCTR    | every row of the split       |
-| cvr   | `conversion` | pCVR    | rows of the split with click |
-| ctcvr | `conversion` | pCTCVR  | every row of the split       |
+Each task is scored on the rows and labels `evaluator.tasks.task_rows` gives (CVR: the clicked
+rows only), within each split.
 
 Splits: `public` (rows where the prepared `public` mask is True), `private` (the rest) and
 `full` (all rows). JSON shape (what `leaderboard score` prints and the service stores)::
@@ -30,6 +27,7 @@ from evaluator.data.prepared import PreparedData
 from evaluator.metrics import LOGLOSS_EPS, AucResult, auc_partition
 from evaluator.predictions import Predictions
 from evaluator.schema import SPLITS, TASKS, Split, Task
+from evaluator.tasks import task_rows
 
 # Bump when anything that changes a score changes; scores are stored per scorer version.
 SCORER_VERSION = "1"
@@ -162,18 +160,17 @@ def score_predictions(data: PreparedData, predictions: Predictions) -> ScoreRepo
         size = getattr(predictions, task).shape
         if size != (n,):
             raise ValueError(f"predictions.{task} has shape {size}; the test set has {n} rows")
-    click = np.asarray(data.click).astype(bool)
-    conversion = np.asarray(data.conversion).astype(bool)
+    # As booleans once here, so that task_rows takes them as they are for each of the tasks.
+    click = np.asarray(data.click, dtype=bool)
+    conversion = np.asarray(data.conversion, dtype=bool)
     public = np.asarray(data.public, dtype=bool)
-    clicked = np.flatnonzero(click)
-    scores: dict[Split, dict[Task, TaskScore]] = {split: {} for split in SPLITS}
-    inputs: dict[Task, tuple[npt.NDArray[np.bool_], npt.NDArray[np.float64], npt.NDArray[
-        np.bool_]]] = {
-        "ctr": (click, predictions.ctr, public),
-        "cvr": (conversion[clicked], predictions.cvr[clicked], public[clicked]),
-        "ctcvr": (conversion, predictions.ctcvr, public),
+    probabilities: dict[Task, npt.NDArray[np.float64]] = {
+        "ctr": predictions.ctr, "cvr": predictions.cvr, "ctcvr": predictions.ctcvr,
     }
-    for task, (labels, probs, part) in inputs.items():
+    scores: dict[Split, dict[Task, TaskScore]] = {split: {} for split in SPLITS}
+    for task in TASKS:
+        rows = task_rows(task, click, conversion)
+        labels, probs, part = rows.labels, rows.take(probabilities[task]), rows.take(public)
         full, in_part, rest = auc_partition(labels, probs, part)
         losses = _row_losses(labels, np.asarray(probs, dtype=np.float64))
         scores["full"][task] = _task_score(full, _mean(losses))

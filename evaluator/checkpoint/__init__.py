@@ -31,6 +31,7 @@ from evaluator.checkpoint.sandbox import (
 )
 from evaluator.data.prepared import PreparedData
 from evaluator.predictions import Predictions
+from evaluator.tasks import derive_outputs
 
 __all__ = [
     "OUTPUTS_CHOICES",
@@ -114,21 +115,15 @@ def derive_probabilities(
     third: npt.NDArray[np.float64] | None,
     outputs: OutputsSpec,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """(ctr, cvr, ctcvr) from the declared outputs, deriving the missing one as SPEC says.
-
-    pCVR = pCTCVR / pCTR is defined as 0 where pCTR is 0 (no click expected, so no purchase
-    either) and capped at 1 where a model predicts pCTCVR > pCTR.
-    """
+    """(ctr, cvr, ctcvr) from the arrays in the order of the declared outputs; the one left out
+    is derived by `evaluator.tasks.derive_outputs`, as for a prediction file."""
     if outputs == "ctr,cvr,ctcvr":
         if third is None:
             raise ValueError("outputs ctr,cvr,ctcvr need three arrays")
-        return ctr, second, third
+        return derive_outputs(ctr, cvr=second, ctcvr=third)
     if outputs == "ctr,cvr":
-        return ctr, second, ctr * second
-    ctcvr = second
-    with np.errstate(divide="ignore", invalid="ignore"):
-        cvr = np.where(ctr > 0, ctcvr / np.where(ctr > 0, ctr, 1.0), 0.0)
-    return ctr, np.minimum(cvr, 1.0), ctcvr
+        return derive_outputs(ctr, cvr=second)
+    return derive_outputs(ctr, ctcvr=second)
 
 
 def run_checkpoint(

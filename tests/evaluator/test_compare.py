@@ -21,6 +21,7 @@ from evaluator.compare import (
     roc_points,
     tie_groups,
 )
+from evaluator.metrics import roc_curve_points
 
 
 def direct_delong_p(labels: npt.NDArray[np.int8], a: npt.NDArray[np.float64],
@@ -201,6 +202,14 @@ def test_roc_points_are_thinned_but_keep_both_ends() -> None:
 
 def test_roc_points_of_one_class_are_empty() -> None:
     assert roc_points(np.zeros(5, dtype=np.int8), np.linspace(0, 1, 5)) == []
+
+
+def test_roc_points_are_the_metrics_curve_as_pairs() -> None:
+    rng = np.random.default_rng(5)
+    labels = make_labels(rng, 3000)
+    scores = np.round(noisy_scores(rng, labels, 1.0), 2)
+    fpr, tpr = roc_curve_points(labels, scores, max_points=80)
+    assert roc_points(labels, scores, max_points=80) == list(zip(fpr, tpr, strict=True))
 
 
 def test_memo_reuses_earlier_paired_tests() -> None:
