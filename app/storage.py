@@ -59,15 +59,22 @@ class ArtifactStore:
             raise ValueError(f"not a sha256 hex digest: {sha256!r}")
         return self.root / sha256[:2] / sha256[2:]
 
-    def adopt(self, tmp_path: Path, sha256: str) -> Path:
+    @staticmethod
+    def sync(tmp_path: Path) -> None:
+        """Flush a finished temp file to disk: the slow part of adopting it, done before any
+        lock is taken."""
+        with open(tmp_path, "rb") as f:
+            os.fsync(f.fileno())
+
+    def adopt(self, tmp_path: Path, sha256: str, *, synced: bool = False) -> Path:
         """Move a finished temp file (in this store's tmp dir) to its address; dedupe."""
         target = self.path(sha256)
         if target.exists():
             tmp_path.unlink(missing_ok=True)
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp_path, "rb") as f:
-            os.fsync(f.fileno())
+        if not synced:
+            self.sync(tmp_path)
         # Same filesystem, so the rename is atomic: readers see no file or the whole file.
         os.replace(tmp_path, target)
         return target

@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from evaluator.compare import TieResult, tie_groups
+from evaluator.data.prepared import PreparedDataError
 from evaluator.schema import Country, Split, Task
 
 from .view import Column, GroupsState
@@ -40,7 +41,8 @@ class ColumnData:
 
 
 # Loads the data of one column for the given submissions (in the given order), or None when some
-# submission has no stored predictions (groups then stay unavailable for that column).
+# submission has no stored predictions (groups then stay unavailable for that column). Raises
+# PreparedDataError while the test set is missing (tried again later).
 ColumnLoader = Callable[[Split, Country, Task, Sequence[int]], ColumnData | None]
 RowCounter = Callable[[Country], int | None]
 
@@ -74,6 +76,12 @@ class GroupCache:
             self._results[key] = value
             self._pending.pop(key, None)
 
+    def _forget(self, key: ColumnKey) -> None:
+        """A failed computation leaves no result: the next request tries again."""
+        with self._lock:
+            self._results.pop(key, None)
+            self._pending.pop(key, None)
+
     def _compute(self, key: ColumnKey, ordered: Sequence[int], loader: ColumnLoader,
                  notify: bool = False) -> None:
         try:
@@ -96,10 +104,21 @@ class GroupCache:
                 return
             with self._lock:
                 memo = self._tests.setdefault((split, country, task), {})
-            self._store(key, tie_groups(data.labels, data.scores, memo=memo))
+            result = tie_groups(data.labels, data.scores, memo=memo)
+            members = set(ordered)
+            with self._lock:
+                # Bounded by the column's size: tests of entries no longer in it are dropped.
+                for pair in [p for p in memo if not (p[0] in members and p[1] in members)]:
+                    del memo[pair]
+            self._store(key, result)
+        except PreparedDataError as exc:
+            # Not kept: the prepared test set may be put back.
+            log.info("tie groups of %s %s %s wait for the test set: %s", split, country, task,
+                     exc)
+            self._forget(key)
         except Exception:
             log.exception("tie groups of %s %s %s failed", split, country, task)
-            self._store(key, None)
+            self._forget(key)
 
     def groups(
         self,

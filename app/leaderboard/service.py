@@ -28,7 +28,7 @@ from app.config import Settings
 from app.models import Submission
 from app.storage import load_predictions
 from evaluator.compare import roc_points
-from evaluator.data.prepared import PreparedData, PreparedDataError
+from evaluator.data.prepared import META_FILE, PreparedData, PreparedDataError
 from evaluator.schema import TASKS, Country, Split, Task, parse_country
 
 from . import repository
@@ -69,7 +69,9 @@ class LeaderboardService:
         self._checked_at = float("-inf")
         self._outputs: dict[tuple[Any, ...], Any] = {}
         self._stale: dict[tuple[Any, ...], Any] = {}
-        self._prepared: dict[Country, PreparedData | None] = {}
+        # Each open test set with the signature of its meta file: a set prepared again (new
+        # meta, new memory maps) is noticed; a missing one is not remembered.
+        self._prepared: dict[Country, tuple[tuple[int, int, int], PreparedData]] = {}
         self._rows: dict[tuple[Country, Split, Task], ColumnRows] = {}
         self._roc: OrderedDict[tuple[Any, ...], dict[Task, list[tuple[float, float]]]] = (
             OrderedDict())
@@ -77,17 +79,28 @@ class LeaderboardService:
     # ------------------------------------------------------------------ prepared test sets
 
     def prepared(self, country: Country) -> PreparedData | None:
-        with self._lock:
-            if country in self._prepared:
-                return self._prepared[country]
         path = Path(self.settings.data_dir) / "prepared" / country
         try:
-            data: PreparedData | None = PreparedData.open(path)
+            meta = (path / META_FILE).stat()
+        except OSError as exc:
+            log.info("no prepared test set for %s: %s", country, exc)
+            return None
+        signature = (meta.st_ino, meta.st_mtime_ns, meta.st_size)
+        with self._lock:
+            known = self._prepared.get(country)
+            if known is not None and known[0] == signature:
+                return known[1]
+        try:
+            data = PreparedData.open(path)
         except (PreparedDataError, OSError) as exc:
             log.info("no prepared test set for %s: %s", country, exc)
-            data = None
+            return None
         with self._lock:
-            self._prepared[country] = data
+            if known is not None:
+                # Prepared again: the rows and curves computed from the old set go with it.
+                self._rows = {k: v for k, v in self._rows.items() if k[0] != country}
+                self._roc.clear()
+            self._prepared[country] = (signature, data)
         return data
 
     def _column_rows(self, country: Country, split: Split, task: Task) -> ColumnRows | None:
@@ -226,7 +239,7 @@ class LeaderboardService:
                 return None
             rows = self._column_rows(country, split, task)
             if rows is None:
-                return None
+                raise PreparedDataError(f"no prepared test set for {country}")
             scores: dict[int, np.ndarray] = {}
             for sid in ordered:
                 reference = Submission(id=sid, predictions_sha256=refs[sid])

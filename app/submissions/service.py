@@ -156,8 +156,13 @@ def validate(settings: Settings, upload: Upload) -> Checked:
 def create(session: Session, settings: Settings, team: Team, upload: Upload, checked: Checked,
            idempotency_key: str | None) -> Accepted:
     """Store the artifacts and insert the queued row, the quota checked in the same
-    transaction. The caller commits and then enqueues."""
+    transaction. The caller commits and then enqueues.
+
+    The files are flushed to disk before the team's lock is taken (on SQLite, the database's
+    write lock): under the lock only renames happen."""
     store = ArtifactStore.of(settings)
+    for item in upload.files.values():
+        store.sync(item.path)
     repo.lock_team(session, team.id)
     earlier = existing_for_key(session, team, idempotency_key)
     if earlier is not None:
@@ -175,7 +180,7 @@ def create(session: Session, settings: Settings, team: Team, upload: Upload, che
                 headers={"Retry-After": str(retry_after)})
     hashes: dict[str, str] = {}
     for name, item in upload.files.items():
-        store.adopt(item.path, item.sha256)
+        store.adopt(item.path, item.sha256, synced=True)
         hashes[name] = item.sha256
     submission = Submission(
         team_id=team.id, country=checked.country, method=checked.method, state="queued",

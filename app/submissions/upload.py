@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
@@ -231,8 +232,11 @@ async def receive_upload(request: Request, tmp_dir: Path, max_bytes: int) -> Upl
     except ClientDisconnect:
         receiver.abort()
         raise BadUpload("the client disconnected during the upload") from None
-    except Exception as exc:
-        # python-multipart's MultipartParseError and friends: malformed framing.
+    except FormParserError as exc:
+        # Malformed framing. Anything else is a bug of ours: it propagates (500, logged).
         receiver.abort()
         raise BadUpload(f"malformed multipart body: {exc}") from None
+    except BaseException:
+        receiver.abort()
+        raise
     return receiver.upload
