@@ -33,6 +33,8 @@ from baselines.export import export_torchscript, predict, write_predictions
 from baselines.losses import multitask_loss
 from baselines.models import OUTPUTS, build_model
 from baselines.models.layers import Tower
+from evaluator.schema import TASKS
+from evaluator.tasks import derive_outputs, task_rows
 
 log = logging.getLogger(__name__)
 
@@ -98,19 +100,13 @@ def task_aucs(
     """The three AUCs as SPEC "Metrics" defines them (CVR on clicked rows only); a missing
     column is derived as the evaluator derives it."""
     columns = {name: predictions[:, i].astype(np.float64) for i, name in enumerate(names)}
-    ctr = columns["ctr"]
-    ctcvr = columns["ctcvr"] if "ctcvr" in columns else ctr * columns["cvr"]
-    if "cvr" in columns:
-        cvr = columns["cvr"]
-    else:  # as evaluator.checkpoint.derive_probabilities: 0 where pCTR is 0, capped at 1
-        with np.errstate(divide="ignore", invalid="ignore"):
-            cvr = np.minimum(np.where(ctr > 0, ctcvr / np.where(ctr > 0, ctr, 1.0), 0.0), 1.0)
-    clicked = np.asarray(click) == 1
-    return {
-        "ctr": _auc(np.asarray(click), ctr),
-        "cvr": _auc(np.asarray(conversion)[clicked], cvr[clicked]),
-        "ctcvr": _auc(np.asarray(conversion), ctcvr),
-    }
+    outputs = dict(zip(TASKS, derive_outputs(columns["ctr"], cvr=columns.get("cvr"),
+                                             ctcvr=columns.get("ctcvr")), strict=True))
+    aucs: Aucs = {}
+    for task in TASKS:
+        rows = task_rows(task, click, conversion)
+        aucs[task] = _auc(rows.labels, rows.take(outputs[task]))
+    return aucs
 
 
 def stop_score(aucs: Aucs) -> tuple[str, float]:

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from app.models import Score, Submission, Verification
 from evaluator import scoring
 from evaluator.checkpoint import CheckpointFailed, CheckpointRun, parse_outputs, run_checkpoint
-from evaluator.checkpoint.verify import Verification as Comparison
+from evaluator.checkpoint.verify import ReportComparison as Comparison
 from evaluator.checkpoint.verify import compare_reports
 from evaluator.schema import TASKS, Split, Task
 from evaluator.scoring import ScoreReport, TaskScore, score_predictions
@@ -48,13 +48,13 @@ def results_json(comparison: Comparison) -> dict[str, Any]:
     for task in TASKS:
         rows = [c for c in comparison.comparisons if c.task == task]
         full = next(c for c in rows if c.split == "full")
-        diffs = [c.difference for c in rows if c.difference is not None]
+        diffs = [c.diff for c in rows if c.diff is not None]
         results[task] = {
-            "file_auc": full.file_auc, "ckpt_auc": full.checkpoint_auc,
+            "file_auc": full.file_auc, "ckpt_auc": full.ckpt_auc,
             "diff": max(diffs) if diffs else None,
             "within_tolerance": all(c.within_tolerance for c in rows),
-            "splits": {c.split: {"file_auc": c.file_auc, "ckpt_auc": c.checkpoint_auc,
-                                 "diff": c.difference, "within_tolerance": c.within_tolerance}
+            "splits": {c.split: {"file_auc": c.file_auc, "ckpt_auc": c.ckpt_auc,
+                                 "diff": c.diff, "within_tolerance": c.within_tolerance}
                        for c in rows},
         }
     return results
