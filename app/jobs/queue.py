@@ -2,8 +2,9 @@
 
 Tasks carry only a row id; the job reads everything else from the database. A `Queue` is made
 once per process (the API keeps it on `app.state`, the CLI makes its own) and handed to whoever
-enqueues. The job context, with its own engine, is built only when a task first runs, so a
-process that only enqueues (the API) never opens the workers' connections.
+enqueues. The job code and its context (with its own engine) are loaded only when a task first
+runs, so a process that only enqueues (the API) neither imports the workers' code nor opens
+their connections.
 """
 
 from __future__ import annotations
@@ -20,10 +21,6 @@ from huey.consumer import Consumer, Scheduler
 from app.config import Settings
 
 from .context import JOB_KINDS, JobContext, JobKind
-from .reaper import reap_and_requeue
-from .runner import Outcome
-from .scoring import rescore, score_submission
-from .verification import verify
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +31,15 @@ QUEUE_NAME = "leaderboard"
 TASK_RETRIES = 5
 TASK_RETRY_DELAY_S = 3
 
-RUNS: dict[JobKind, Callable[[JobContext, int], Outcome]] = {
-    "score": score_submission, "verify": verify, "rescore": rescore}
+
+
+def job_runs() -> dict[JobKind, Callable[[JobContext, int], str]]:
+    # Imported here: only a consumer runs jobs.
+    from .scoring import rescore, score_submission
+    from .verification import verify
+
+    return {"score": score_submission, "verify": verify, "rescore": rescore}
+
 # The names stay what earlier releases enqueued, so jobs already in a queue still run.
 TASK_NAMES: dict[JobKind, str] = {
     "score": "score_submission", "verify": "verify_submission", "rescore": "rescore_submission"}
@@ -63,18 +67,18 @@ class Queue:
         # The consumer's scheduler decides how often this runs (`consumer` sets the period).
         @self.huey.periodic_task(always, name="reap_expired_leases")  # type: ignore[untyped-decorator]
         def reap_task() -> int:
+            from .reaper import reap_and_requeue
+
             return reap_and_requeue(self.context())
 
     def _register(self, kind: JobKind) -> Any:
-        run = RUNS[kind]
-
         # A task that raises (a claim that met "database is locked", a DB connection cut before
         # the lease was taken) is dropped by Huey unless it retries; the lease makes retries
         # harmless.
         @self.huey.task(name=TASK_NAMES[kind], retries=TASK_RETRIES,  # type: ignore[untyped-decorator]
                         retry_delay=TASK_RETRY_DELAY_S)
         def task(row_id: int) -> str:
-            return run(self.context(), row_id)
+            return job_runs()[kind](self.context(), row_id)
 
         return task
 
