@@ -29,6 +29,33 @@ TEST_ROWS = 3000
 COUNTRY = "NL"
 
 
+# Modules whose tests are slow by nature, with why; `make test-fast` leaves them out (one list,
+# so that a module's nature is stated once, where the inner loop is defined).
+SLOW_MODULES = {
+    "tests/app/cli/test_demo.py": "runs the demo: processes, training",
+    "tests/app/cli/test_service.py": "starts `serve` and `worker` processes",
+    "tests/app/cli/test_processes.py": "real child processes and signals",
+    "tests/app/jobs/test_queue.py": "worker processes",
+    "tests/app/jobs/test_faults.py": "worker processes, injected faults",
+    "tests/app/test_api_schema.py": "schemathesis fuzzing",
+    "tests/app/test_checkpoint_submissions.py": "sandboxed checkpoint runs",
+    "tests/app/submissions/test_checkpoint_uploads.py": "sandboxed checkpoint runs",
+    "tests/evaluator/checkpoint/test_checkpoint.py": "sandboxed checkpoint runs",
+    "tests/evaluator/checkpoint/test_hostile_checkpoints.py": "sandboxed checkpoint runs",
+    "tests/evaluator/checkpoint/test_sandbox.py": "sandboxed child processes",
+    "tests/baselines/test_baseline_export.py": "sandboxed checkpoint runs",
+    "tests/browser/test_leaderboard_browser.py": "a real browser",
+    "tests/test_distribution.py": "builds the wheel",
+}
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.relative_to(ROOT).as_posix() in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+
+
 def unavailable(what: str, exc: BaseException) -> None:
     message = f"{what} unreachable: {type(exc).__name__}: {exc}"
     if os.environ.get("CI"):

@@ -67,6 +67,14 @@ def compute_predictions(ctx: JobContext, sub: Submission, data: PreparedData) ->
     raise PreparedDataError("submission has neither a prediction file nor a checkpoint")
 
 
+def score_afresh(ctx: JobContext, submission_id: int) -> tuple[ScoreReport, Predictions]:
+    """The submission scored now, from its file or by running its checkpoint."""
+    sub = detached_submission(ctx, submission_id)
+    data = prepared_for(ctx, sub.country)
+    predictions = compute_predictions(ctx, sub, data)
+    return score_predictions(data, predictions), predictions
+
+
 @dataclass(frozen=True)
 class Scored:
     report: ScoreReport
@@ -83,10 +91,7 @@ class ScoringJob:
         return {"started_at": lease.utcnow()}
 
     def work(self, ctx: JobContext, row_id: int) -> Scored:
-        sub = detached_submission(ctx, row_id)
-        data = prepared_for(ctx, sub.country)
-        predictions = compute_predictions(ctx, sub, data)
-        report = score_predictions(data, predictions)
+        report, predictions = score_afresh(ctx, row_id)
         return Scored(report, save_predictions(ctx.store, predictions))
 
     def write(self, session: Session, row_id: int, result: Scored) -> dict[str, Any]:
@@ -116,16 +121,14 @@ class RescoreJob:
             # Already scored under this version (an earlier run of the same request, or a
             # second request): nothing to run.
             return submission_id, None
-        sub = detached_submission(ctx, submission_id)
-        data = prepared_for(ctx, sub.country)
-        return submission_id, score_predictions(data, compute_predictions(ctx, sub, data))
+        return submission_id, score_afresh(ctx, submission_id)[0]
 
     def write(self, session: Session, row_id: int,
               result: tuple[int, ScoreReport | None]) -> dict[str, Any]:
         submission_id, report = result
         if report is not None:
             upsert_scores(session, submission_id, report)
-        return {"state": "done", "reason": None, "scorer_version": scoring.SCORER_VERSION}
+        return {"state": "done", "reason": None}
 
 
 SCORING = ScoringJob()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
 
 from app.leaderboard.view import Entry, TaskResult
 from evaluator.schema import TASKS, Country, Task
@@ -39,3 +40,24 @@ def entry(
         scorer_version="1",
         results={t: result(a) for t, a in per_task.items()},
     )
+
+
+class TagCollector(HTMLParser):
+    """The tags and text of a page, to check what a browser would parse out of it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def parse(html: str) -> TagCollector:
+    collector = TagCollector()
+    collector.feed(html)
+    return collector

@@ -5,37 +5,18 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 from app_factories import World, add_team, app_client
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from leaderboard_factories import parse
 
 from app.organiser import service as organiser
 
 XSS = "<script>alert(1)</script>"
 FORMULA = '=HYPERLINK("http://evil.example","x")'
-
-
-class Tags(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.tags: list[str] = []
-        self.text: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.tags.append(tag)
-
-    def handle_data(self, data: str) -> None:
-        self.text.append(data)
-
-
-def parse(html: str) -> Tags:
-    tags = Tags()
-    tags.feed(html)
-    return tags
 
 
 @pytest.fixture

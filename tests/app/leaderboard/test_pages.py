@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from html.parser import HTMLParser
-
-from leaderboard_factories import T0, entry
+from leaderboard_factories import T0, entry, parse
 
 from app.leaderboard.pages import country_page, overall_page
 from app.leaderboard.reference import all_reported_rows
@@ -14,25 +12,6 @@ from evaluator.schema import COUNTRIES, Country
 
 XSS_TEAM = "<script>alert(1)</script>"
 FORMULA_METHOD = '=HYPERLINK("http://evil.example","x")'
-
-
-class TagCollector(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.tags: list[str] = []
-        self.text: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.tags.append(tag)
-
-    def handle_data(self, data: str) -> None:
-        self.text.append(data)
-
-
-def parse(html: str) -> TagCollector:
-    collector = TagCollector()
-    collector.feed(html)
-    return collector
 
 
 def make_board(country: Country | None = None) -> Board:
