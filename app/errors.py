@@ -80,8 +80,18 @@ def install_handlers(app: FastAPI) -> None:
 
     async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
+        errors = exc.errors()
+        if errors and all(tuple(e.get("loc", ()))[:1] == ("path",) for e in errors):
+            # A path that names nothing (an id past the column's range, not a number at all)
+            # is a resource that does not exist, like any unknown path.
+            where = errors[0]["loc"]
+            name = str(where[1]) if len(where) > 1 else "path"
+            return JSONResponse({"error": "not_found",
+                                 "detail": f"no such {name.removesuffix('_id')}: "
+                                           f"{str(errors[0].get('input', ''))[:40]!r}"},
+                                status_code=404)
         problems = [{"loc": list(e.get("loc", ())), "message": e.get("msg", "")}
-                    for e in exc.errors()]
+                    for e in errors]
         return JSONResponse({"error": "invalid", "detail": problems}, status_code=422)
 
     async def http_error(_request: Request, exc: Exception) -> JSONResponse:
