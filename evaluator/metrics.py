@@ -221,11 +221,6 @@ def auc_with_ci(labels: LabelArray, scores: ScoreArray, level: float = 0.95) -> 
     return _result_from_counts(_counts(np.sort(s[y]), np.sort(s[~y])), z)
 
 
-def roc_auc(labels: LabelArray, scores: ScoreArray) -> float | None:
-    """The AUC alone (None when the labels hold one class)."""
-    return auc_with_ci(labels, scores).auc
-
-
 def auc_partition(
     labels: LabelArray,
     scores: ScoreArray,

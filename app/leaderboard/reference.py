@@ -41,9 +41,6 @@ class ReportedRow:
     auc: dict[tuple[Country, Task], float] = field(default_factory=dict)
     logloss: dict[tuple[Country, Task], float] = field(default_factory=dict)
 
-    def country_auc(self, country: Country) -> dict[Task, float | None]:
-        return {task: self.auc.get((country, task)) for task in TASKS}
-
 
 def parse_reference_csv(text: str, source: Source, name: str) -> list[ReportedRow]:
     """Parse `model,country,task,auc[,logloss]` rows, refusing anything out of place."""

@@ -84,7 +84,6 @@ class _Receiver:
         self._hash: hashlib._Hash | None = None
         self._size = 0
         self._path: Path | None = None
-        self.finished_parts = 0
         self.ended = False
 
     def callbacks(self) -> dict[str, object]:
@@ -169,7 +168,6 @@ class _Receiver:
                 self.upload.fields[self._name] = self._text.decode("utf-8")
             except UnicodeDecodeError:
                 raise InvalidUpload(f"form field {self._name!r} is not UTF-8 text") from None
-        self.finished_parts += 1
 
     def _end(self) -> None:
         self.ended = True
