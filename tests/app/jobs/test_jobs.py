@@ -1,0 +1,201 @@
+"""The one runner (app/jobs/runner.py) and the reaper (app/jobs/reaper.py) for every kind of
+job: verification's outcomes, and a rescore whose enqueue was lost."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pytest
+from sqlalchemy import func, select, update
+
+from app.jobs.context import JobContext, JobKind
+from app.jobs.reaper import reap_and_requeue
+from app.jobs.scoring import rescore, score_submission
+from app.jobs.verification import verify
+from app.models import Rescore, Score, Submission, Verification
+from app.organiser import service as organiser
+from evaluator.checkpoint import CheckpointFailed, CheckpointRun
+from evaluator.data.prepared import PreparedData
+
+
+@pytest.fixture
+def enqueued() -> list[tuple[JobKind, int]]:
+    return []
+
+
+@pytest.fixture
+def ctx(settings: Any, enqueued: list[tuple[JobKind, int]]) -> Iterator[JobContext]:
+    context = JobContext.create(settings, lambda kind, row_id: enqueued.append((kind, row_id)))
+    yield context
+    context.close()
+
+
+@pytest.fixture
+def scored(ctx: JobContext, make_team: Any, make_predictions: Any) -> tuple[int, dict[str, Any]]:
+    """A scored submission with a file and a (never run) checkpoint, and the file's values."""
+    team, _ = make_team("alpha")
+    body, values = make_predictions(seed=4)
+    with ctx.factory() as session:
+        sub = Submission(team_id=team.id, country="NL", method="m", state="queued",
+                         file_sha256=ctx.store.put_bytes(body), file_format="csv",
+                         checkpoint_sha256=ctx.store.put_bytes(b"not run: the runner is given"),
+                         outputs="ctr,cvr")
+        session.add(sub)
+        session.commit()
+        sid = sub.id
+    assert score_submission(ctx, sid) == "scored"
+    return sid, values
+
+
+def add_verification(ctx: JobContext, submission_id: int) -> int:
+    with ctx.factory() as session:
+        ver = Verification(submission_id=submission_id, state="queued", tolerance=1e-4)
+        session.add(ver)
+        session.commit()
+        return ver.id
+
+
+def verification(ctx: JobContext, vid: int) -> Verification:
+    with ctx.factory() as session:
+        ver = session.get(Verification, vid)
+        assert ver is not None
+        session.expunge(ver)
+        return ver
+
+
+def replaying(values: dict[str, Any]) -> Callable[..., CheckpointRun]:
+    def run(_archive: Any, _prepared: Any, outputs: str) -> CheckpointRun:
+        return CheckpointRun(ctr=values["ctr"], cvr=values["cvr"],
+                             ctcvr=values["ctr"] * values["cvr"], torch_version="test",
+                             device="cpu", duration_s=0.1, outputs="ctr,cvr")
+    return run
+
+
+def test_a_verification_that_reproduces_the_file_compares_every_split(
+        ctx: JobContext, scored: tuple[int, dict[str, Any]]) -> None:
+    sid, values = scored
+    vid = add_verification(ctx, sid)
+    assert verify(ctx, vid, replaying(values)) == "done"
+    ver = verification(ctx, vid)
+    assert (ver.state, ver.verified, ver.lease_owner) == ("done", True, None)
+    assert ver.results is not None
+    assert set(ver.results) == {"ctr", "cvr", "ctcvr"}
+    for task in ver.results.values():
+        assert set(task["splits"]) == {"public", "private", "full"}
+
+
+def test_a_checkpoint_that_differs_on_private_rows_only_is_not_verified(
+        ctx: JobContext, scored: tuple[int, dict[str, Any]], settings: Any) -> None:
+    sid, values = scored
+    public = PreparedData.open(settings.prepared_root / "NL").public
+    changed = dict(values)
+    # Scores of private rows reversed: the public split's AUCs stay exactly the file's.
+    ctr = values["ctr"].copy()
+    ctr[~np.asarray(public)] = 1.0 - ctr[~np.asarray(public)]
+    changed["ctr"] = ctr
+    vid = add_verification(ctx, sid)
+    assert verify(ctx, vid, replaying(changed)) == "done"
+    ver = verification(ctx, vid)
+    assert ver.verified is False
+    assert ver.results is not None
+    splits = ver.results["ctr"]["splits"]
+    assert splits["public"]["within_tolerance"] is True
+    assert splits["private"]["within_tolerance"] is False
+
+
+def test_a_participant_error_fails_the_verification_at_once_with_its_reason(
+        ctx: JobContext, scored: tuple[int, dict[str, Any]],
+        enqueued: list[tuple[JobKind, int]]) -> None:
+    def failing(*_args: Any) -> CheckpointRun:
+        raise CheckpointFailed("the model raised IndexError: index out of range in self")
+
+    vid = add_verification(ctx, scored[0])
+    assert verify(ctx, vid, failing) == "failed"
+    ver = verification(ctx, vid)
+    assert (ver.state, ver.verified, ver.attempts) == ("failed", False, 1)
+    assert ver.reason == "the model raised IndexError: index out of range in self"
+    assert enqueued == []
+
+
+def test_an_unexpected_error_puts_the_verification_back_until_its_attempts_are_spent(
+        ctx: JobContext, scored: tuple[int, dict[str, Any]], settings: Any,
+        enqueued: list[tuple[JobKind, int]]) -> None:
+    def broken(*_args: Any) -> CheckpointRun:
+        raise RuntimeError("a bug of ours")
+
+    vid = add_verification(ctx, scored[0])
+    for attempt in range(1, settings.max_attempts):
+        assert verify(ctx, vid, broken) == "retry"
+        ver = verification(ctx, vid)
+        # Back in the queue at once, not left `running` until its lease ends.
+        assert (ver.state, ver.lease_owner, ver.attempts) == ("queued", None, attempt)
+        assert enqueued[-1] == ("verify", vid)
+    assert verify(ctx, vid, broken) == "failed"
+    ver = verification(ctx, vid)
+    assert (ver.state, ver.verified) == ("failed", False)
+    assert ver.reason == (f"internal error after {settings.max_attempts} attempts: "
+                          "RuntimeError: a bug of ours")
+
+
+def test_a_database_error_on_the_final_write_puts_the_job_back(
+        ctx: JobContext, scored: tuple[int, dict[str, Any]], monkeypatch: pytest.MonkeyPatch,
+        enqueued: list[tuple[JobKind, int]]) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from app.jobs import verification as verification_module
+
+    def cut_off(*_args: Any) -> dict[str, Any]:
+        raise OperationalError("UPDATE verification", {}, Exception("server closed"))
+
+    sid, values = scored
+    vid = add_verification(ctx, sid)
+    monkeypatch.setattr(verification_module.VerificationJob, "write", cut_off)
+    assert verify(ctx, vid, replaying(values)) == "retry"
+    ver = verification(ctx, vid)
+    assert (ver.state, ver.verified, ver.attempts) == ("queued", None, 1)
+    assert enqueued == [("verify", vid)]
+    monkeypatch.undo()
+    assert verify(ctx, vid, replaying(values)) == "done"
+    assert verification(ctx, vid).verified is True
+
+
+def score_rows(ctx: JobContext, sid: int) -> dict[str, int]:
+    with ctx.factory() as session:
+        rows = session.execute(select(Score.scorer_version, func.count()).where(
+            Score.submission_id == sid).group_by(Score.scorer_version)).all()
+    return {version: count for version, count in rows}
+
+
+def test_a_rescore_whose_enqueue_was_lost_is_finished_by_the_reaper(
+        ctx: JobContext, scored: tuple[int, dict[str, Any]], settings: Any,
+        monkeypatch: pytest.MonkeyPatch, enqueued: list[tuple[JobKind, int]]) -> None:
+    import evaluator.scoring as scoring
+
+    sid, _ = scored
+    monkeypatch.setattr(scoring, "SCORER_VERSION", "2")
+    with ctx.factory() as session:
+        plan = organiser.plan_rescore(session, None, [sid])
+        session.commit()
+
+    def down(_kind: JobKind, _row_id: int) -> None:
+        raise ConnectionError("Redis is down")
+
+    organiser.enqueue_all(plan, down)  # logged, not raised: the row is the record
+    (rid,) = plan.rescore_ids
+    with ctx.factory() as session:
+        session.execute(update(Rescore).where(Rescore.id == rid).values(
+            created_at=datetime.now(UTC) - timedelta(seconds=settings.requeue_seconds + 1)))
+        session.commit()
+    assert reap_and_requeue(ctx) == 1
+    assert enqueued == [("rescore", rid)]
+    assert rescore(ctx, rid) == "scored"
+    # A second delivery of the same request runs nothing: the row's lease is spent.
+    assert rescore(ctx, rid) == "skipped"
+    assert score_rows(ctx, sid) == {"1": 9, "2": 9}
+    with ctx.factory() as session:
+        request = session.get(Rescore, rid)
+        assert request is not None
+        assert (request.state, request.attempts, request.lease_owner) == ("done", 1, None)
