@@ -3,7 +3,7 @@ job: verification's outcomes, and a rescore whose enqueue was lost."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,18 +19,6 @@ from app.models import Rescore, Score, Submission, Verification
 from app.organiser import service as organiser
 from evaluator.checkpoint import CheckpointFailed, CheckpointRun
 from evaluator.data.prepared import PreparedData
-
-
-@pytest.fixture
-def enqueued() -> list[tuple[JobKind, int]]:
-    return []
-
-
-@pytest.fixture
-def ctx(settings: Any, enqueued: list[tuple[JobKind, int]]) -> Iterator[JobContext]:
-    context = JobContext.create(settings, lambda kind, row_id: enqueued.append((kind, row_id)))
-    yield context
-    context.close()
 
 
 @pytest.fixture

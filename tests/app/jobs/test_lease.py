@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,23 +10,11 @@ import pytest
 from sqlalchemy import func, select, update
 
 from app.jobs import lease
-from app.jobs.context import JobContext, JobKind
+from app.jobs.context import JobContext
 from app.jobs.scoring import rescore, score_submission, upsert_scores
 from app.models import Rescore, Score, Submission
 from app.storage import load_predictions
 from evaluator.scoring import ScoreReport
-
-
-@pytest.fixture
-def enqueued() -> list[tuple[JobKind, int]]:
-    return []
-
-
-@pytest.fixture
-def ctx(settings: Any, enqueued: list[tuple[JobKind, int]]) -> Iterator[JobContext]:
-    context = JobContext.create(settings, lambda kind, row_id: enqueued.append((kind, row_id)))
-    yield context
-    context.close()
 
 
 def claim(ctx: JobContext, sid: int, owner: str) -> bool:
