@@ -47,6 +47,7 @@ def parse_id(raw: str) -> int | None:
     value = int(raw)
     return value if 0 < value <= MAX_ID else None
 
+
 def get_enqueue(request: Request) -> Enqueue:
     """The app's queue, injected: routes hand jobs to it after their commit."""
     enqueue: Enqueue = request.app.state.queue.enqueue

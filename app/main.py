@@ -103,6 +103,8 @@ def create_app(settings: Settings | None = None, queue: Queue | None = None) -> 
     app.include_router(submissions_router, prefix=API_PREFIX)
     app.include_router(teams_router, prefix=API_PREFIX)
     _include_leaderboard(app)
+    app.include_router(organiser_router)
+    app.include_router(web_router)
 
     @app.get("/health", response_model=Health, tags=["service"],
              summary="Liveness, database reachability and the queue's depth",
@@ -133,5 +135,3 @@ def _include_leaderboard(app: FastAPI) -> None:
     # The leaderboard helper's routers: JSON under the API prefix, pages at the root.
     app.include_router(leaderboard_api, prefix=API_PREFIX)
     app.include_router(leaderboard_pages)
-    app.include_router(organiser_router)
-    app.include_router(web_router)

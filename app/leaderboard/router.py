@@ -7,12 +7,12 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from app import challenge
-from app.deps import MAX_ID, SessionDep, parse_id
+from app.deps import IdPath, SessionDep, parse_id
 from app.errors import NotFound
 from app.web.session import is_organiser_request
 from evaluator.schema import COUNTRIES, Country, Split, parse_country
@@ -42,7 +42,6 @@ def get_service(request: Request) -> LeaderboardService:
 
 ServiceDep = Annotated[LeaderboardService, Depends(get_service)]
 RankQuery = Annotated[Ranking, Query(alias="rank", description="ranking mode")]
-SubmissionId = Annotated[int, Path(ge=1, le=MAX_ID, description="submission id")]
 FormatQuery = Annotated[Literal["json", "csv"], Query(alias="format")]
 
 
@@ -146,7 +145,7 @@ def _public_detail(session: Any, submission_id: int,
     summary="One scored submission's results on the splits that are public now",
     responses={404: {"description": "no such visible submission"}},
 )
-def submission_result(submission_id: SubmissionId, request: Request,
+def submission_result(submission_id: IdPath, request: Request,
                       session: SessionDep) -> Response:
     detail = _public_detail(session, submission_id, request)
     if detail is None:

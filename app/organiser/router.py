@@ -5,18 +5,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Path, Request
+from fastapi import APIRouter, Body, Request
 from pydantic import BaseModel, Field
 
 from app import challenge
-from app.deps import EnqueueDep, OrganiserTeam, SessionDep
+from app.deps import EnqueueDep, IdPath, OrganiserTeam, SessionDep
 from app.errors import error_responses
 
 from . import service
 from .web import pages
 
 router = APIRouter()
-SubmissionId = Annotated[int, Path(ge=1, le=2**31 - 1, description="submission id")]
 api = APIRouter(prefix="/api/v1/organiser", tags=["organiser"])
 
 ERRORS = error_responses(401, 403, 404, 422)
@@ -73,7 +72,7 @@ def _flags(sub: Any) -> SubmissionFlags:
 
 
 def _flag_route(action: str) -> Any:
-    def endpoint(submission_id: SubmissionId, request: Request, session: SessionDep,
+    def endpoint(submission_id: IdPath, request: Request, session: SessionDep,
                  organiser: OrganiserTeam,
                  body: Annotated[Reason | None, Body()] = None) -> SubmissionFlags:
         reason = body.reason if body is not None else None
