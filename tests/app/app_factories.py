@@ -15,9 +15,10 @@ from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.db import make_engine, session_factory, upgrade
+from app.jobs.context import JobContext
 from app.jobs.queue import Queue
 from app.jobs.scoring import upsert_scores
-from app.models import Score, Submission, Team
+from app.models import Score, Submission, Team, Verification
 from app.storage import ArtifactStore, save_predictions
 from evaluator.data.prepared import FORMAT_VERSION, PreparedData
 from evaluator.predictions import Predictions
@@ -155,3 +156,24 @@ def token_for(world: World, team: Team) -> str:
     secret = issue_token(world.session, team).secret
     world.session.commit()
     return secret
+
+
+def add_verification(ctx: JobContext, submission_id: int) -> int:
+    """A queued verification of the submission, as an organiser's request leaves it."""
+    with ctx.factory() as session:
+        ver = Verification(submission_id=submission_id, state="queued", tolerance=1e-4)
+        session.add(ver)
+        session.commit()
+        return ver.id
+
+
+def admin(world: World, *args: str) -> tuple[int, str]:
+    """`leaderboard admin ARGS` on the world's database: (exit code, output)."""
+    from typer.testing import CliRunner
+
+    from app.cli import cli
+
+    env = {"LB_DATABASE_URL": world.settings.db_url,
+           "LB_DATA_DIR": str(world.settings.data_dir), "LB_ENV": "development"}
+    result = CliRunner().invoke(cli, ["admin", *args], env=env)
+    return result.exit_code, result.output

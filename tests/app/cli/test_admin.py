@@ -5,18 +5,10 @@ from __future__ import annotations
 import json
 
 from app_factories import World, add_submission, add_team
+from app_factories import admin as run
 from sqlalchemy import select
-from typer.testing import CliRunner
 
-from app.cli import cli
 from app.models import AuditLog, ChallengeState, Submission
-
-
-def run(world: World, *args: str) -> tuple[int, str]:
-    env = {"LB_DATABASE_URL": world.settings.db_url,
-           "LB_DATA_DIR": str(world.settings.data_dir), "LB_ENV": "development"}
-    result = CliRunner().invoke(cli, ["admin", *args], env=env)
-    return result.exit_code, result.output
 
 
 def test_hide_from_the_command_line_is_audited_as_the_server_cli(world: World) -> None:

@@ -6,18 +6,10 @@ from typing import Any
 
 import pytest
 from app_factories import World, add_submission, add_team
+from app_factories import admin as run
 from sqlalchemy import Engine, event, select
-from typer.testing import CliRunner
 
-from app.cli import cli
 from app.models import AuditLog, Verification
-
-
-def run(world: World, *args: str) -> tuple[int, str]:
-    env = {"LB_DATABASE_URL": world.settings.db_url,
-           "LB_DATA_DIR": str(world.settings.data_dir), "LB_ENV": "development"}
-    result = CliRunner().invoke(cli, ["admin", *args], env=env)
-    return result.exit_code, result.output
 
 
 def test_a_change_without_its_actor_is_refused_once_an_organiser_exists(world: World) -> None:

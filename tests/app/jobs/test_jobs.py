@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from app_factories import add_verification
 from sqlalchemy import func, select, update
 
 from app.jobs.context import JobContext, JobKind
@@ -36,14 +37,6 @@ def scored(ctx: JobContext, make_team: Any, make_predictions: Any) -> tuple[int,
         sid = sub.id
     assert score_submission(ctx, sid) == "scored"
     return sid, values
-
-
-def add_verification(ctx: JobContext, submission_id: int) -> int:
-    with ctx.factory() as session:
-        ver = Verification(submission_id=submission_id, state="queued", tolerance=1e-4)
-        session.add(ver)
-        session.commit()
-        return ver.id
 
 
 def verification(ctx: JobContext, vid: int) -> Verification:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from app_factories import add_verification
 from sqlalchemy import func, select, update
 
 from app.jobs import lease
@@ -211,16 +212,6 @@ def test_rescore_under_a_new_scorer_version_keeps_the_old_scores(
             Score.submission_id == sid)).scalars())
     assert versions == ["1"] * 9 + ["2"] * 9
     assert state_of(ctx, sid).state == "scored"
-
-
-def add_verification(ctx: JobContext, submission_id: int) -> int:
-    from app.models import Verification
-
-    with ctx.factory() as session:
-        ver = Verification(submission_id=submission_id, state="queued", tolerance=1e-4)
-        session.add(ver)
-        session.commit()
-        return ver.id
 
 
 def test_reaper_requeues_a_verification_whose_worker_died(ctx: JobContext,
