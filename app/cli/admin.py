@@ -95,6 +95,7 @@ def verify(submission_id: int = typer.Argument(..., min=1, max=MAX_ID),
            actor: str | None = AS_OPTION) -> None:
     """Run a submission's checkpoint and compare it with its file, on every split (prints
     JSON; exits 1 when not verified)."""
+    from app.jobs.context import enqueue_or_leave_to_reaper
     from app.jobs.queue import Queue
     from app.jobs.verification import verify as run_verification
     from app.models import Verification
@@ -109,7 +110,8 @@ def verify(submission_id: int = typer.Argument(..., min=1, max=MAX_ID),
     queue = Queue(config)
     try:
         if enqueue:
-            queue.enqueue("verify", ver_id)
+            # Committed already: with the queue down, the reaper enqueues it later.
+            enqueue_or_leave_to_reaper(queue.enqueue, "verify", ver_id)
             print(json.dumps({"verification_id": ver_id, "state": "queued"}))
             return
         context = queue.context()

@@ -67,6 +67,13 @@ class GroupCache:
         with self._lock:
             self._results.clear()
 
+    def forget_country(self, country: Country) -> None:
+        """Drop a country's groups and paired tests: its test set was prepared again, so its
+        labels may differ."""
+        with self._lock:
+            self._results = {k: v for k, v in self._results.items() if k[1] != country}
+            self._tests = {k: v for k, v in self._tests.items() if k[1] != country}
+
     def _store(self, key: ColumnKey, value: dict[int, TieResult] | None) -> None:
         with self._lock:
             if len(self._results) >= self._max_columns:

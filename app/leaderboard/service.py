@@ -100,6 +100,7 @@ class LeaderboardService:
                 # Prepared again: the rows and curves computed from the old set go with it.
                 self._rows = {k: v for k, v in self._rows.items() if k[0] != country}
                 self._roc.clear()
+                self.groups.forget_country(country)
             self._prepared[country] = (signature, data)
         return data
 
@@ -206,6 +207,9 @@ class LeaderboardService:
         split = challenge.board_split(revealed)
         entries = repository.visible_entries(session, split)
         members = self._column_members(entries, columns_for(country))
+        for column_country in {c for c, _task in members}:
+            # A test set prepared again drops the groups computed on the old one.
+            self.prepared(column_country)
         groups, state = self.groups.groups(split, members, self._loader(session, members),
                                            self._rows_of)
         board = build_board(entries, split=split, revealed=revealed, country=country,

@@ -45,11 +45,6 @@ def prepare_again_with_flipped_clicks(folder: Path) -> PreparedData:
     return PreparedData.open(folder)
 
 
-# A bug: LeaderboardService.prepared() notices the new meta.json and drops its rows and ROC
-# curves, but the GroupCache keeps the groups (and the paired-test memo) computed from the old
-# labels; a cached column key (split, country, task, ids) is served without calling prepared().
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="GroupCache keeps tie groups of a re-prepared test set")
 def test_tie_groups_follow_a_test_set_prepared_again_and_rescored(
         world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     import evaluator.scoring as scoring
