@@ -1,8 +1,9 @@
 """The board as JSON and as CSV.
 
-CSV cells holding text that a spreadsheet would read as a formula (starting with =, +, -, @, or a
-tab or carriage return, OWASP's list) are prefixed with a single quote, so an exported team name
-like ``=HYPERLINK(...)`` stays text when the file is opened.
+CSV cells holding text that a spreadsheet would read as a formula (starting with =, +, -, @, a
+tab or carriage return, OWASP's list, or `|`, which LibreOffice and old Excel read as a DDE
+call such as ``|cmd!A1``) are prefixed with a single quote, so an exported team name like
+``=HYPERLINK(...)`` stays text when the file is opened.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 from .view import Board, Cell, Column
 
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+FORMULA_PREFIXES = ("=", "+", "-", "@", "|", "\t", "\r")
 
 
 def neutralise(value: str) -> str:

@@ -24,7 +24,7 @@ def make_board(team: str = "team a", method: str = "m") -> Board:
     )
 
 
-@pytest.mark.parametrize("prefix", ["=", "+", "-", "@", "\t", "\r"])
+@pytest.mark.parametrize("prefix", ["=", "+", "-", "@", "|", "\t", "\r"])
 def test_formula_prefixes_are_neutralised(prefix: str) -> None:
     assert neutralise(prefix + "1+1").startswith("'")
 
@@ -42,6 +42,15 @@ def test_csv_neutralises_hostile_team_and_method_names() -> None:
     for row in rows:
         for value in row.values():
             assert not value.startswith(("=", "+", "@")), value
+
+
+def test_a_dde_pipe_team_name_is_exported_as_text() -> None:
+    # The attack: `|cmd` runs a DDE call in LibreOffice/old Excel when the CSV is opened.
+    dde = "|calc'!A0"
+    text = board_csv(make_board(team=dde, method="|x"))
+    measured = [r for r in csv.DictReader(io.StringIO(text)) if r["kind"] == "measured"]
+    assert measured[0]["team"] == "'" + dde
+    assert measured[0]["method"] == "'|x"
 
 
 def test_csv_has_five_fields_per_column_and_the_reported_rows() -> None:
