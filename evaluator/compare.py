@@ -312,3 +312,57 @@ def roc_points(
     """
     fpr, tpr = roc_curve_points(labels, scores, max_points)
     return list(zip(fpr.tolist(), tpr.tolist(), strict=True))
+
+
+# A point of a curve shown to participants stands for at least this share of the split's rows,
+# so no step of it can tell one row's label (issue 14: a plot drawn per distinct score read 190
+# chosen rows' labels off the curve).
+ROC_MIN_FRACTION = 0.01
+
+
+def roc_quantile_points(
+    labels: npt.NDArray[np.integer] | npt.NDArray[np.bool_],
+    scores: npt.NDArray[np.floating],
+    *,
+    min_fraction: float = ROC_MIN_FRACTION,
+) -> list[tuple[float, float]]:
+    """The ROC curve through score quantiles: from (0, 0) to (1, 1), each step between two
+    points holding at least ``ceil(min_fraction * n)`` rows, so at most ``1/min_fraction + 1``
+    points; [] when the labels hold one class only.
+
+    Rows are taken by falling score; a step ends at the first distinct score that brings it to
+    the minimum, so rows with equal scores never straddle two steps (a tie group larger than
+    the minimum is one step). A last step short of the minimum is merged into the one before.
+    """
+    if not 0 < min_fraction <= 1:
+        raise ValueError(f"min_fraction must be in (0, 1], got {min_fraction}")
+    y = np.asarray(labels).astype(bool)
+    s = np.asarray(scores, dtype=np.float64)
+    if y.shape != s.shape or y.ndim != 1:
+        raise ValueError(f"labels {y.shape} and scores {s.shape} must be 1-D of one length")
+    pos, neg = np.sort(s[y]), np.sort(s[~y])
+    if pos.size == 0 or neg.size == 0:
+        return []
+    n = s.size
+    least = max(1, int(np.ceil(min_fraction * n - 1e-9)))
+    thresholds = np.unique(s)[::-1]
+    # at_least[k]: rows scoring >= thresholds[k]; rises to n at the lowest score.
+    at_least = n - np.searchsorted(np.sort(s), thresholds, side="left")
+    cuts: list[int] = []
+    taken = 0
+    while True:
+        k = int(np.searchsorted(at_least, taken + least, side="left"))
+        if k >= thresholds.size:
+            break
+        cuts.append(k)
+        taken = int(at_least[k])
+    if not cuts or at_least[cuts[-1]] != n:
+        if cuts:
+            cuts.pop()  # the remainder is short of the minimum: it joins the last step
+        cuts.append(thresholds.size - 1)
+    chosen = thresholds[cuts]
+    tps = pos.size - np.searchsorted(pos, chosen, side="left")
+    fps = neg.size - np.searchsorted(neg, chosen, side="left")
+    points = [(0.0, 0.0)]
+    points.extend(zip((fps / neg.size).tolist(), (tps / pos.size).tolist(), strict=True))
+    return points

@@ -85,7 +85,8 @@ def roc_svg(
 ) -> str:
     """ROC curve (false positive rate → true positive rate) with the chance diagonal.
 
-    `points` come from `evaluator.compare.roc_points`; an empty list (one class only) draws a
+    `points` come from `evaluator.compare.roc_quantile_points` (each step at least 1 % of
+    the rows, so the curve resolves no single row); an empty list (one class only) draws a
     note instead of a curve.
     """
     if not points:

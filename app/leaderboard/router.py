@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app import challenge
 from app.deps import IdPath, SessionDep, parse_id
+from app.disclosure import full_precision, shown
 from app.errors import NotFound
 from app.web.session import is_organiser_request
 from evaluator.schema import COUNTRIES, Country, Split, parse_country
@@ -140,6 +141,16 @@ def _public_detail(session: Any, submission_id: int,
     return detail
 
 
+def _as_shown(detail: repository.SubmissionDetail,
+              full: bool) -> repository.SubmissionDetail:
+    """The detail with its log-losses as the viewer may see them (app/disclosure.py)."""
+    if full:
+        return detail
+    scores = {split: {task: replace(r, logloss=shown(r.logloss, full=False))
+                      for task, r in tasks.items()} for split, tasks in detail.scores.items()}
+    return replace(detail, scores=scores)
+
+
 @api_router.get(
     "/results/{submission_id}",
     summary="One scored submission's results on the splits that are public now",
@@ -152,6 +163,8 @@ def submission_result(submission_id: IdPath, request: Request,
         raise NotFound(f"no visible scored submission {submission_id}")
     revealed = challenge.is_revealed(session)
     splits = challenge.splits_for(revealed)
+    detail = _as_shown(detail, full_precision(organiser=is_organiser_request(request, session),
+                                              revealed=revealed))
     data = {
         "id": detail.id, "team": detail.team, "method": detail.method,
         "country": detail.country, "baseline": detail.is_baseline,
@@ -201,6 +214,8 @@ def submission_page(submission_id: str, request: Request, session: SessionDep,
     revealed = challenge.is_revealed(session)
     splits = challenge.splits_for(revealed)
     split: Split = challenge.board_split(revealed)
+    detail = _as_shown(detail, full_precision(organiser=is_organiser_request(request, session),
+                                              revealed=revealed))
     scores = {s: tasks for s, tasks in detail.scores.items() if s in splits}
     curves = service.roc_curves(session, detail.id, split) if scores else None
     note = ("ROC curves need the submission's stored predictions and the prepared test set; "

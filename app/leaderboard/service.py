@@ -27,7 +27,7 @@ from app import challenge
 from app.config import Settings
 from app.models import Submission
 from app.storage import load_predictions
-from evaluator.compare import roc_points
+from evaluator.compare import roc_quantile_points
 from evaluator.data.prepared import META_FILE, PreparedData, PreparedDataError
 from evaluator.schema import TASKS, Country, Split, Task, parse_country
 
@@ -278,7 +278,7 @@ class LeaderboardService:
             if rows is None:
                 return None
             scores = np.asarray(getattr(predictions, task), dtype=np.float64)[rows.index]
-            curves[task] = roc_points(rows.labels, scores)
+            curves[task] = roc_quantile_points(rows.labels, scores)
         with self._lock:
             self._roc[key] = curves
             while len(self._roc) > ROC_CACHE_SIZE:

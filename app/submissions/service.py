@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from app import audit, challenge
 from app.config import Settings
+from app.disclosure import full_precision, shown
 from app.errors import Conflict, Invalid, NotFound, QuotaExceeded
 from app.models import Score, Submission, Team, Verification
 from app.storage import ArtifactStore
@@ -201,7 +202,7 @@ def create(session: Session, settings: Settings, team: Team, upload: Upload, che
     return Accepted(submission, duplicate=False)
 
 
-def _scores_by_submission(scores: Sequence[Score], splits: tuple[str, ...]
+def _scores_by_submission(scores: Sequence[Score], splits: tuple[str, ...], full: bool = True
                           ) -> dict[int, tuple[str | None, dict[str, dict[str, ScoreOut]]]]:
     by_version: dict[int, dict[str, list[Score]]] = defaultdict(lambda: defaultdict(list))
     for s in scores:
@@ -215,7 +216,8 @@ def _scores_by_submission(scores: Sequence[Score], splits: tuple[str, ...]
             row = {s.task: s for s in versions[version] if s.split == split}
             table[split] = {
                 task: ScoreOut(auc=r.auc, ci_low=r.ci_low, ci_high=r.ci_high,
-                               logloss=r.logloss, n_pos=r.n_pos, n_neg=r.n_neg, reason=r.reason)
+                               logloss=shown(r.logloss, full=full), n_pos=r.n_pos,
+                               n_neg=r.n_neg, reason=r.reason)
                 for task in TASKS if (r := row.get(task)) is not None
             }
         out[sid] = (version, table)
@@ -226,7 +228,8 @@ def describe(session: Session, team: Team, submissions: Sequence[Submission]
              ) -> list[SubmissionOut]:
     splits = challenge.visible_splits(session, team)
     scored = [s.id for s in submissions if s.state == "scored"]
-    scores = _scores_by_submission(repo.scores_of(session, scored), splits)
+    full = full_precision(organiser=team.is_organiser, revealed=challenge.is_revealed(session))
+    scores = _scores_by_submission(repo.scores_of(session, scored), splits, full)
     names = repo.team_names(session, [s.team_id for s in submissions])
     result = []
     for s in submissions:

@@ -71,22 +71,22 @@ def add_scores(session: Session, submission: Submission, auc: float,
 N_ROWS = 1200
 
 
-def write_prepared(folder: Path, seed: int = 0) -> PreparedData:
+def write_prepared(folder: Path, seed: int = 0, n_rows: int = N_ROWS) -> PreparedData:
     """A small prepared test set with both classes in every split and task."""
     rng = np.random.default_rng(seed)
-    click = (rng.random(N_ROWS) < 0.3).astype(np.int8)
-    conversion = (click & (rng.random(N_ROWS) < 0.4)).astype(np.int8)
-    public = rng.random(N_ROWS) < 0.3
+    click = (rng.random(n_rows) < 0.3).astype(np.int8)
+    conversion = (click & (rng.random(n_rows) < 0.4)).astype(np.int8)
+    public = rng.random(n_rows) < 0.3
     folder.mkdir(parents=True)
-    meta = {"format_version": FORMAT_VERSION, "n_rows": N_ROWS, "n_public": int(public.sum()),
+    meta = {"format_version": FORMAT_VERSION, "n_rows": n_rows, "n_public": int(public.sum()),
             "source_name": "t.csv", "source_sha256": "0" * 64, "split_salt": "s",
             "categorical_max": [0] * 16, "n_clicks": int(click.sum()),
             "n_conversions": int(conversion.sum())}
     (folder / "meta.json").write_text(json.dumps(meta))
     arrays = {"click": click, "conversion": conversion, "public": public,
-              "categorical": np.zeros((N_ROWS, 16), np.int32),
-              "numerical": np.zeros((N_ROWS, 63), np.float32),
-              "search_id": np.arange(N_ROWS, dtype=np.int64)}
+              "categorical": np.zeros((n_rows, 16), np.int32),
+              "numerical": np.zeros((n_rows, 63), np.float32),
+              "search_id": np.arange(n_rows, dtype=np.int64)}
     for name, array in arrays.items():
         np.save(folder / f"{name}.npy", array)
     return PreparedData.open(folder)
