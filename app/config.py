@@ -49,6 +49,17 @@ class Settings(BaseSettings):
     leaderboard_check_seconds: float = Field(
         default=0.5, ge=0,
         description="cached leaderboard served without asking the DB for changes this long")
+    fair_share: bool = Field(
+        default=True,
+        description="a worker takes the scoring job of the team with the fewest running jobs "
+                    "that ran least recently, not the one its message names "
+                    "(app/jobs/fairshare.py)")
+    checkpoint_wall_base_seconds: float = Field(
+        default=60.0, gt=0, description="a checkpoint run's wall limit: this, plus ...")
+    checkpoint_wall_seconds_per_million_rows: float = Field(
+        default=120.0, ge=0, description="... this per million rows of the test set")
+    checkpoint_wall_max_seconds: float = Field(
+        default=1800.0, gt=0, description="... and never more than this (docs/checkpoints.md)")
     auto_migrate: bool = Field(default=True,
                                description="`serve`/`worker` run `alembic upgrade head` first")
 

@@ -21,7 +21,7 @@ from evaluator.checkpoint import CheckpointFailed, CheckpointRejected
 from evaluator.data.prepared import PreparedDataError
 from evaluator.predictions import PredictionFileError
 
-from . import lease
+from . import fairshare, lease
 from .context import JobContext, JobKind, new_owner
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,13 @@ def reason_of(exc: BaseException) -> str:
 
 def run(ctx: JobContext, job: Job[R], row_id: int) -> Outcome:
     owner = new_owner()
-    if not lease.claim(ctx, job.model, row_id, owner, **job.claim_values()):
+    if job.kind == "score" and ctx.settings.fair_share:
+        # The message is a turn, not a name: the teams' fair share picks the submission.
+        claimed = fairshare.claim_fair(ctx, row_id, owner, **job.claim_values())
+        if claimed is None:
+            return "skipped"
+        row_id = claimed
+    elif not lease.claim(ctx, job.model, row_id, owner, **job.claim_values()):
         return "skipped"
     try:
         with lease.heartbeat(ctx, job.model, row_id, owner):

@@ -21,6 +21,7 @@ from evaluator.scoring import ScoreReport, score_predictions
 from . import lease, runner
 from .context import JobContext, JobKind
 from .runner import Outcome
+from .walltime import checkpoint_limits
 
 
 def upsert_scores(session: Session, submission_id: int, report: ScoreReport) -> None:
@@ -62,7 +63,8 @@ def compute_predictions(ctx: JobContext, sub: Submission, data: PreparedData) ->
         return parse_prediction_file(ctx.store.path(sub.file_sha256), data.n_rows)
     if sub.checkpoint_sha256:
         run = run_checkpoint(ctx.store.path(sub.checkpoint_sha256), data.path,
-                             parse_outputs(sub.outputs or "ctr,cvr"))
+                             parse_outputs(sub.outputs or "ctr,cvr"),
+                             limits=checkpoint_limits(ctx.settings, data.n_rows))
         return run.to_predictions()
     raise PreparedDataError("submission has neither a prediction file nor a checkpoint")
 
