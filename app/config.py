@@ -60,6 +60,20 @@ class Settings(BaseSettings):
         default=120.0, ge=0, description="... this per million rows of the test set")
     checkpoint_wall_max_seconds: float = Field(
         default=1800.0, gt=0, description="... and never more than this (docs/checkpoints.md)")
+    team_storage_bytes: int = Field(
+        default=10 << 30, gt=0,
+        description="per-team budget of stored artifact bytes (files, checkpoints, stored "
+                    "predictions); an upload past it gets 413")
+    daily_checkpoint_failures: int = Field(
+        default=3, ge=0,
+        description="run-time checkpoint failures per team per UTC day before checkpoint "
+                    "uploads get 429")
+    failed_artifact_retention_seconds: int = Field(
+        default=7 * 86400, ge=0,
+        description="artifacts of failed submissions are deleted this long after they failed "
+                    "(the row and its reason stay)")
+    retention_sweep_seconds: int = Field(
+        default=3600, gt=0, description="how often the worker runs the retention sweep")
     auto_migrate: bool = Field(default=True,
                                description="`serve`/`worker` run `alembic upgrade head` first")
 

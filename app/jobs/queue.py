@@ -71,6 +71,14 @@ class Queue:
 
             return reap_and_requeue(self.context())
 
+        # Next to the reaper, on its schedule; the sweep itself runs once per
+        # LB_RETENTION_SWEEP_SECONDS (app/jobs/retention.py).
+        @self.huey.periodic_task(always, name="sweep_failed_artifacts")  # type: ignore[untyped-decorator]
+        def retention_task() -> int:
+            from .retention import sweep_when_due
+
+            return sweep_when_due(self.context())
+
     def _register(self, kind: JobKind) -> Any:
         # A task that raises (a claim that met "database is locked", a DB connection cut before
         # the lease was taken) is dropped by Huey unless it retries; the lease makes retries

@@ -20,8 +20,9 @@ from app.errors import NotFound, error_responses
 from app.jobs.context import enqueue_or_leave_to_reaper
 from app.models import Submission
 from app.storage import ArtifactStore, is_full
+from app.submissions import budget, service
 from app.submissions import repository as repo
-from app.submissions import service
+from app.submissions.budget import UploadSlot
 from app.submissions.schemas import (
     SubmissionAccepted,
     SubmissionOut,
@@ -71,13 +72,15 @@ _UPLOAD_BODY: dict[str, Any] = {
                 "(+ `outputs`). The token is checked before the body is read; the body is "
                 "capped at LB_MAX_UPLOAD_BYTES while it streams. A refused file costs no quota. "
                 "An `Idempotency-Key` header makes retries safe: the same key from the same "
-                "team returns the first submission.",
+                "team returns the first submission. One upload in flight per team (429), a "
+                "per-team storage budget (413) and a daily budget of run-time checkpoint "
+                "failures (429 for checkpoint uploads): see docs/limits.md.",
     responses=error_responses(400, 401, 409, 413, 422, 429, 507),
     openapi_extra=_UPLOAD_BODY,
 )
 async def create_submission(
     request: Request, team: CurrentTeam, session: SessionDep, settings: SettingsDep,
-    enqueue: EnqueueDep,
+    enqueue: EnqueueDep, _slot: UploadSlot,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key",
                                                   max_length=200)] = None,
 ) -> SubmissionAccepted:
@@ -97,6 +100,7 @@ async def create_submission(
         if earlier is not None:
             return SubmissionAccepted(id=earlier.id, state=earlier.state,  # type: ignore[arg-type]
                                       duplicate=True)
+        await run_in_threadpool(budget.check_upload, session, settings, team, upload)
         checked = await run_in_threadpool(service.validate, settings, upload)
 
         def store_and_commit() -> service.Accepted:
