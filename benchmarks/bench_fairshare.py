@@ -241,8 +241,8 @@ def main() -> None:
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(dir=OUT) as tmp:
         loop = loop_checkpoint(Path(tmp) / "loop.pt")
-        for mode, fair in (("fair share", "true"), ("first come, first served", "false")):
-            env = {**os.environ, "LB_FAIR_SHARE": fair, "LB_DAILY_QUOTA": "1000",
+        for mode, flag in (("fair share", "true"), ("first come, first served", "false")):
+            env = {**os.environ, "LB_FAIR_SHARE": flag, "LB_DAILY_QUOTA": "1000",
                    "LB_DAILY_CHECKPOINT_FAILURES": "1000",
                    "LB_CHECKPOINT_WALL_BASE_SECONDS": str(args.wall),
                    "LB_CHECKPOINT_WALL_SECONDS_PER_MILLION_ROWS": "0",
@@ -256,10 +256,10 @@ def main() -> None:
             if args.database_url or args.redis_url:
                 print("note: a shared database/Redis must be empty for each run",
                       file=sys.stderr)
-            work = Path(tmp) / f"{fair}-12"
+            work = Path(tmp) / f"{flag}-12"
             work.mkdir()
             one_running, held = scenarios_1_2(work, env, args, loop)
-            work = Path(tmp) / f"{fair}-3"
+            work = Path(tmp) / f"{flag}-3"
             work.mkdir()
             order = scenario_3(work, env, args, loop)
             results[mode] = {"one": one_running, "held": held, "order": order}

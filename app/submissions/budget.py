@@ -4,7 +4,8 @@
   folder. A second upload while one streams is refused with 429. The slot is an exclusive
   `flock` on `DATA_DIR/locks/upload-team-<id>.lock`: it holds across the API's processes on one
   host, and the kernel releases it on every exit path (a response, an exception, a killed
-  process). The body is not read before the slot is taken.
+  process). The body is not read before the slot is taken. A retry with the in-flight upload's
+  Idempotency-Key waits for it (body unread) and gets its submission back.
 - **A storage budget** (LB_TEAM_STORAGE_BYTES): the bytes of the team's stored artifacts (its
   prediction files, checkpoints and stored predictions, each counted once, as they are on disk)
   plus the upload's may not exceed it; 413 naming it. Checked from Content-Length before the
@@ -19,15 +20,18 @@ Organisers and baseline teams are exempt, as from the quota.
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from app.config import Settings
 from app.deps import CurrentTeam, SessionDep, SettingsDep
@@ -65,28 +69,65 @@ def _lock_path(settings: Settings, team_id: int) -> str:
     return str(folder / f"upload-team-{team_id}.lock")
 
 
-def upload_slot(request: Request, team: CurrentTeam, session: SessionDep,
-                settings: SettingsDep) -> Iterator[None]:
+# A retry of an upload still in flight (same Idempotency-Key) waits for it instead of being
+# refused: it is answered with the first one's submission. It waits without reading its body.
+SAME_KEY_WAIT_S = 600.0
+_POLL_S = 0.05
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+async def _holder_key(fd: int) -> str:
+    """The Idempotency-Key of the upload holding the slot ("" for none). A holder writes it just
+    after taking the lock: an empty file is read again for a moment."""
+    for _ in range(10):
+        text = os.pread(fd, 256, 0).decode("ascii", "replace")
+        if text:
+            return text.strip()
+        await asyncio.sleep(0.01)
+    return ""
+
+
+async def upload_slot(request: Request, team: CurrentTeam, session: SessionDep,
+                      settings: SettingsDep) -> AsyncIterator[None]:
     """A dependency holding the team's upload slot for the whole request."""
     if exempt(team):
         yield
         return
+    key = request.headers.get("idempotency-key") or ""
     fd = os.open(_lock_path(settings, team.id), os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UploadInFlight(
-                f"team {team.name!r} already has an upload in progress: at most one upload "
-                "in flight per team; wait for it to finish, then try again",
-                headers={"Retry-After": "5"}) from None
+        deadline = time.monotonic() + SAME_KEY_WAIT_S
+        while not _try_lock(fd):
+            if not key or await _holder_key(fd) != key or time.monotonic() > deadline:
+                raise UploadInFlight(
+                    f"team {team.name!r} already has an upload in progress: at most one "
+                    "upload in flight per team; wait for it to finish, then try again",
+                    headers={"Retry-After": "5"})
+            await asyncio.sleep(_POLL_S)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (key or "-").encode("ascii", "replace") + b"\n", 0)
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit():
-            check_storage(session, settings, team, int(declared))
-            session.commit()
+            await run_in_threadpool(_check_storage_and_commit, session, settings, team,
+                                    int(declared))
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the lock
+
+
+def _check_storage_and_commit(session: Session, settings: Settings, team: Team,
+                              incoming: int) -> None:
+    try:
+        check_storage(session, settings, team, incoming)
+    finally:
+        session.commit()
 
 
 UploadSlot = Annotated[None, Depends(upload_slot, scope="function")]
