@@ -12,8 +12,6 @@ import csv
 import io
 from typing import Any
 
-from app.disclosure import shown
-
 from .view import Board, Cell, Column
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "|", "\t", "\r")
@@ -34,15 +32,13 @@ def _round(value: float | None, digits: int = 6) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def cell_json(cell: Cell, full: bool = True) -> dict[str, Any]:
-    """A cell as JSON; `full` False (a public board before the reveal) rounds its log-loss
-    as app/disclosure.py says."""
+def cell_json(cell: Cell) -> dict[str, Any]:
     data: dict[str, Any] = {
         "submission_id": cell.submission_id,
         "auc": _round(cell.auc),
         "ci_low": _round(cell.ci_low),
         "ci_high": _round(cell.ci_high),
-        "logloss": _round(shown(cell.logloss, full=full)),
+        "logloss": _round(cell.logloss),
         "n_pos": cell.n_pos,
         "n_neg": cell.n_neg,
         "group": cell.group,
@@ -86,8 +82,7 @@ def board_json(board: Board) -> dict[str, Any]:
                 "complete": row.complete,
                 "n_cells": row.n_cells,
                 "submissions": dict(row.submissions),
-                "cells": _nested({c: cell_json(cell, board.revealed)
-                                  for c, cell in row.cells.items()}),
+                "cells": _nested({c: cell_json(cell) for c, cell in row.cells.items()}),
             }
             for row in board.rows
         ],

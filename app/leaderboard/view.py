@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
+from app.disclosure import shown
 from evaluator.compare import (
     AVERAGE_RANK_FORMULA,
     MEAN_AUC_FORMULA,
@@ -186,6 +187,8 @@ def build_board(
     """Assemble the board for `country` (None: all four) from the visible scored entries.
 
     `groups[column][submission_id]` are the tie groups of each column, when computed.
+    Before the reveal, the per-submission metrics no ranking needs (log-loss, the p-value
+    against the group's leader) are rounded as app/disclosure.py says: the board is public.
     """
     columns = columns_for(country)
     latest = latest_per_row(entries)
@@ -209,10 +212,10 @@ def build_board(
                 tie = (groups or {}).get((cc, task), {}).get(entry.submission_id)
                 row.cells[(cc, task)] = Cell(
                     submission_id=entry.submission_id, auc=result.auc, ci_low=result.ci_low,
-                    ci_high=result.ci_high, logloss=result.logloss, n_pos=result.n_pos,
-                    n_neg=result.n_neg, reason=result.reason,
+                    ci_high=result.ci_high, logloss=shown(result.logloss, full=revealed),
+                    n_pos=result.n_pos, n_neg=result.n_neg, reason=result.reason,
                     group=tie.group if tie is not None and result.auc is not None else None,
-                    p_value=tie.p_value if tie is not None else None,
+                    p_value=shown(tie.p_value, full=revealed) if tie is not None else None,
                     verified=entry.verified,
                 )
         rows.append(row)

@@ -11,6 +11,7 @@ import itertools
 import re
 import shutil
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -124,3 +125,29 @@ def test_log_losses_are_rounded_for_participants_until_the_reveal(big_world: Wor
     big_world.session.commit()
     after = loglosses(client.get(f"/api/v1/results/{sid}").json()["scores"])
     assert any(metric_decimals(v) > PARTICIPANT_DIGITS for v in after), after
+
+
+@pytest.mark.parametrize("revealed", [False, True])
+def test_the_boards_p_values_and_log_losses_are_rounded_until_the_reveal(
+        revealed: bool) -> None:
+    from leaderboard_factories import T0, entry
+
+    from app.leaderboard.view import Column, build_board
+    from evaluator.compare import TieResult
+    from evaluator.schema import TASKS
+
+    a = entry(1, "a", "m", "NL", 0.7123456789, team_id=1)
+    b = entry(2, "b", "m", "NL", 0.7012345678, team_id=2)
+    a = replace(a, results={t: replace(r, logloss=0.123456789) for t, r in a.results.items()})
+    groups: dict[Column, dict[int, TieResult]] = {
+        ("NL", task): {1: TieResult(0.71, 1, 1, None), 2: TieResult(0.70, 1, 1, 0.0123456789)}
+        for task in TASKS}
+    board = build_board([a, b], split="public", revealed=revealed, country="NL",
+                        ranking="mean_auc", groups=groups, groups_state="ready", reported=[],
+                        generated_at=T0)
+    cells = {row.team: row.cells[("NL", "ctr")] for row in board.rows}
+    full = {"p": 0.0123456789, "logloss": 0.123456789}
+    rounded = {"p": 0.0123, "logloss": 0.1235}
+    expected = full if revealed else rounded
+    assert cells["b"].p_value == expected["p"]
+    assert cells["a"].logloss == expected["logloss"]
