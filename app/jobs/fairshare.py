@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from app.db import transaction
 from app.models import ChallengeState, Submission
 
+from . import lease
 from .context import JobContext
 from .lease import utcnow
 
@@ -100,7 +101,8 @@ def claim_fair(ctx: JobContext, named: int, owner: str, **values: Any) -> int | 
             return None
         result = session.execute(
             update(Submission)
-            .where(Submission.id == chosen, claimable(now, ctx.settings.max_attempts))
+            # lease.claim's own condition; the values are lease.claim's too (keep them so)
+            .where(lease._claimable(Submission, chosen, now, ctx.settings.max_attempts))
             .values(state="running", lease_owner=owner, attempts=Submission.attempts + 1,
                     lease_expires_at=now + timedelta(seconds=ctx.settings.lease_seconds),
                     **values)
