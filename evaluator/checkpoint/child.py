@@ -16,7 +16,6 @@ import io
 import json
 import os
 import sys
-import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -93,12 +92,8 @@ def run(job: dict[str, Any]) -> tuple[dict[str, Any], bytes | memoryview]:
     if policy.hidden_paths:
         hidden += _data_root(prepared, Path(job["archive"]))
     measures = sandbox.isolate_namespaces(hidden, keep_visible=policy.read_paths)
-    # An empty temporary folder of the child's own where /tmp could be covered; else none.
-    # tempfile is told directly, as it would probe every candidate for writing and give up.
-    private_tmp = f"private temporary folder: {sandbox.PRIVATE_TMP}" in measures
-    tmp = sandbox.PRIVATE_TMP if private_tmp else "/nonexistent"
-    os.environ["TMPDIR"] = tmp
-    tempfile.tempdir = tmp
+    # An empty temporary folder of the child's own, where /tmp could be covered.
+    sandbox.use_private_tmp(measures)
     read_paths = policy.read_paths
     device_paths = policy.device_paths
     wants_gpu = device_name != "cpu" and os.path.exists("/dev/nvidiactl")

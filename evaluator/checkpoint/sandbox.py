@@ -237,12 +237,13 @@ def _hide_paths(
         inside = _outermost(
             [p for p in keep_visible if os.path.exists(p) and _holds(path, p)]
         )
-        copies = [(p, _detached_copy(libc, p)) for p in inside]
+        # Whether each is a folder, known only until the cover hides it.
+        copies = [(p, os.path.isdir(p), _detached_copy(libc, p)) for p in inside]
         try:
             _mount(libc, b"tmpfs", path, b"tmpfs", flags, b"size=1m,mode=0755",
                    f"hiding {path}")
-            for needed, fd in copies:
-                if os.path.isdir(needed):
+            for needed, is_dir, fd in copies:
+                if is_dir:
                     os.makedirs(needed, exist_ok=True)
                 else:
                     os.makedirs(os.path.dirname(needed), exist_ok=True)
@@ -250,7 +251,7 @@ def _hide_paths(
                         pass
                 _attach(libc, fd, needed)
         finally:
-            for _, fd in copies:
+            for _, _, fd in copies:
                 os.close(fd)
         _mount(libc, None, path, None, _MS_REMOUNT | _MS_RDONLY | flags, b"size=1m",
                f"making the cover of {path} read-only")
@@ -263,6 +264,19 @@ def _hide_paths(
     if kept:
         measures.append(f"left visible (needed to run): {', '.join(kept)}")
     return measures
+
+
+def use_private_tmp(measures: list[str]) -> str:
+    """Point TMPDIR and `tempfile` at the private temporary folder when /tmp was covered, else
+    at a folder that does not exist (so nothing is written to a shared one); returns it.
+    tempfile is told directly, as it would probe every candidate for writing and give up."""
+    import tempfile
+
+    private = f"private temporary folder: {PRIVATE_TMP}" in measures
+    folder = PRIVATE_TMP if private else "/nonexistent"
+    os.environ["TMPDIR"] = folder
+    tempfile.tempdir = folder
+    return folder
 
 
 def seal_reads() -> str:
