@@ -244,19 +244,21 @@ def _split_result(result: bytes) -> tuple[dict[str, Any] | None, bytes]:
 def _failure_reason(outcome: ChildOutcome, header: dict[str, Any] | None, limits: Limits) -> str:
     """One of the fixed reasons of `reasons`: how the process ended comes first when it was
     killed at a limit, else what the child reported, else how it ended."""
-    ending = {
-        "wall_timed_out": outcome.wall_timed_out,
-        "term_signal": outcome.term_signal,
-        "returncode": outcome.returncode,
-        "cpu_s": outcome.cpu_s,
-        "result_overflow": outcome.result_overflow,
-        "output_tail": outcome.output_tail,
-        "wall_limit_s": limits.wall_time_s,
-        "cpu_limit_s": limits.cpu_seconds(),
-        "memory_bytes": limits.memory_bytes,
-    }
-    if outcome.wall_timed_out or outcome.term_signal is not None:
-        return reasons.from_ending(**ending)
-    if header is not None and header.get("status") == "failed":
+    if (
+        header is not None
+        and header.get("status") == "failed"
+        and not outcome.wall_timed_out
+        and outcome.term_signal is None
+    ):
         return reasons.compose(header, memory_bytes=limits.memory_bytes)
-    return reasons.from_ending(**ending)
+    return reasons.from_ending(
+        wall_timed_out=outcome.wall_timed_out,
+        term_signal=outcome.term_signal,
+        returncode=outcome.returncode,
+        cpu_s=outcome.cpu_s,
+        result_overflow=outcome.result_overflow,
+        output_tail=outcome.output_tail,
+        wall_limit_s=limits.wall_time_s,
+        cpu_limit_s=limits.cpu_seconds(),
+        memory_bytes=limits.memory_bytes,
+    )

@@ -192,7 +192,8 @@ def _read_archive(path: Path, max_bytes: int) -> bytes:
     with path.open("rb") as file:
         data = file.read(max_bytes + 1)
     if len(data) > max_bytes:
-        raise JobFailed(f"the archive is larger than {max_bytes} bytes")
+        raise JobFailed({"category": "bad_output",
+                         "detail": f"the archive is larger than {max_bytes} bytes"})
     return data
 
 

@@ -130,7 +130,8 @@ class _Layer(nn.Module):
         self.leaf = inner is None
 
     def forward(self, categorical: torch.Tensor) -> torch.Tensor:
-        return self.inner(categorical)
+        out: torch.Tensor = self.inner(categorical)
+        return out
 
 
 class UnseenCategoryDeep(nn.Module):
