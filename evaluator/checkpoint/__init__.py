@@ -147,10 +147,11 @@ def run_checkpoint(
     Raises CheckpointRejected for a bad archive and CheckpointFailed, with a reason for the
     participant, for a failed run.
 
-    `scan_code` (the archive's code, before loading) and `refuse_forbidden_ops` (the loaded
-    graphs, before the first batch) refuse models that call torch.save, torch.from_file and
-    the like with a precise reason; the sandbox blocks such calls regardless, and tests turn
-    these off to show it. `hidden_paths` replaces the directories hidden from the child.
+    `scan_code` (a text scan of the archive's code, before loading: a courtesy for the plain
+    case, not a defence) and `refuse_forbidden_ops` (the operator allow-list on the loaded
+    graphs, before the first batch: the defence) refuse models that call what they may not;
+    the sandbox blocks file and network access regardless, and tests turn these off to show
+    it. `hidden_paths` replaces the directories hidden from the child.
     """
     limits = limits or Limits()
     archive_limits = archive_limits or ArchiveLimits()
