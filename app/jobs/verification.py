@@ -29,7 +29,7 @@ from evaluator.checkpoint.verify import (
     compare_predictions,
     permuted_copy,
 )
-from evaluator.predictions import parse_prediction_file
+from evaluator.predictions import Predictions, parse_prediction_file
 
 from . import runner
 from .context import JobContext, JobKind
@@ -90,13 +90,14 @@ class VerificationJob:
         archive = ctx.store.path(sub.checkpoint_sha256)
         outputs = parse_outputs(sub.outputs or "ctr,cvr")
         run = self.run_checkpoint(archive, data.path, outputs)
-        plain = run.to_predictions()
+        plain = _fitting(run.to_predictions(), data.n_rows)
         # A fresh order per verification, so that no checkpoint can be built for it.
         order = np.random.default_rng(secrets.randbits(64)).permutation(data.n_rows)
         shuffled = ctx.store.tmp_dir / f"verify-{row_id}-{secrets.token_hex(8)}"
         try:
             permuted_copy(data, order, shuffled)
-            permuted = self.run_checkpoint(archive, shuffled, outputs).to_predictions()
+            permuted = _fitting(self.run_checkpoint(archive, shuffled, outputs).to_predictions(),
+                                data.n_rows)
         finally:
             shutil.rmtree(shuffled, ignore_errors=True)
         return Verified(compare_predictions(file, plain, tolerance),
@@ -108,6 +109,15 @@ class VerificationJob:
                 "results": results_json(result.rows, result.permuted),
                 "torch_version": result.run.torch_version, "device": result.run.device,
                 "duration_s": result.duration_s}
+
+
+def _fitting(predictions: Predictions, n_rows: int) -> Predictions:
+    for task in ("ctr", "cvr", "ctcvr"):
+        got = len(getattr(predictions, task))
+        if got != n_rows:
+            raise ValueError(f"the checkpoint gave {got} rows of {task}; the test set has "
+                             f"{n_rows} rows")
+    return predictions
 
 
 VERIFICATION = VerificationJob()

@@ -7,7 +7,8 @@ the result to the pipe named in the job:
     one JSON line   {"status": "ok", "n_rows": N, "n_outputs": k, ...}
     then            N * k little-endian float64, output by output
 
-or one JSON line `{"status": "failed", "reason": "..."}`. Nothing is ever written to a file.
+or one JSON line `{"status": "failed", "category": "...", ...}` whose pieces the parent turns
+into one of the fixed reasons of `reasons.py`. Nothing is ever written to a file.
 """
 
 from __future__ import annotations

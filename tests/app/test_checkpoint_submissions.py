@@ -178,7 +178,8 @@ def test_an_honest_checkpoint_scores_like_its_own_prediction_file(
 @pytest.mark.parametrize(
     ("hostile", "reason"),
     [
-        (NaNOutput, r"^output ctr is not a finite number at \d+ rows \(first row_id 0: nan\)"),
+        (NaNOutput,
+         r"^bad output: output ctr is not a finite number at \d+ rows \(first row_id 0: nan\)"),
         (HugeAllocation, r"^memory limit: the model needed more than"),
     ],
     ids=["nan-output", "huge-allocation"],
