@@ -41,8 +41,9 @@ class Settings(BaseSettings):
         default=600, gt=0,
         description="a queued job no worker took this long is enqueued again (its enqueue "
                     "was lost, e.g. Redis was down at upload time)")
-    verify_tolerance: float = Field(default=1e-4, ge=0,
-                                    description="default |file AUC - checkpoint AUC|")
+    verify_tolerance: float = Field(
+        default=1e-4, ge=0,
+        description="default largest |file - checkpoint| prediction on any row (verification)")
     secret_key: SecretStr = Field(default=SecretStr(DEV_SECRET_KEY),
                                   description="signs organiser cookies")
     consumer_workers: int = Field(default=1, gt=0, description="Huey worker threads")

@@ -1,27 +1,35 @@
 """Verification: run a submission's checkpoint and compare it with the submission's file.
 
-The comparison is the evaluator's (`compare_reports`), on every split and task. The stored
-`results` keep one entry per task: the full split's AUCs, the largest difference over the
-splits, whether every split is within the tolerance, and each split's comparison.
+The verdict is the evaluator's row-by-row comparison (`evaluator.checkpoint.verify`): the
+checkpoint's predictions must equal the file's on every row to within the tolerance, and a
+second run on a copy of the test set with its rows shuffled (a fresh random order each time)
+must give the same predictions, moved with their rows. No label is looked at. The stored
+`results` keep, per output, the largest difference, how many rows are over the tolerance and
+the first of them, for both comparisons, and what the mark certifies.
 """
 
 from __future__ import annotations
 
+import secrets
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import select
+import numpy as np
 from sqlalchemy.orm import Session
 
-from app.models import Score, Submission, Verification
-from evaluator import scoring
+from app.models import Submission, Verification
 from evaluator.checkpoint import CheckpointFailed, CheckpointRun, parse_outputs, run_checkpoint
-from evaluator.checkpoint.verify import ReportComparison as Comparison
-from evaluator.checkpoint.verify import compare_reports
-from evaluator.schema import TASKS, Split, Task
-from evaluator.scoring import ScoreReport, TaskScore, score_predictions
+from evaluator.checkpoint.verify import (
+    CERTIFIES,
+    PredictionComparison,
+    compare_permuted,
+    compare_predictions,
+    permuted_copy,
+)
+from evaluator.predictions import Predictions, parse_prediction_file
 
 from . import runner
 from .context import JobContext, JobKind
@@ -31,47 +39,31 @@ from .scoring import prepared_for
 Runner = Callable[..., CheckpointRun]
 
 
-def stored_report(session: Session, submission_id: int) -> ScoreReport:
-    """The file's scores under the installed scorer version, as the evaluator's report."""
-    scores: dict[Split, dict[Task, TaskScore]] = {}
-    for s in session.execute(select(Score).where(
-            Score.submission_id == submission_id,
-            Score.scorer_version == scoring.SCORER_VERSION)).scalars():
-        split, task = cast(Split, s.split), cast(Task, s.task)
-        scores.setdefault(split, {})[task] = TaskScore(
-            s.auc, s.ci_low, s.ci_high, s.logloss, s.n_pos, s.n_neg, s.reason)
-    return ScoreReport(scoring.SCORER_VERSION, scores)
-
-
-def results_json(comparison: Comparison) -> dict[str, Any]:
-    results: dict[str, Any] = {}
-    for task in TASKS:
-        rows = [c for c in comparison.comparisons if c.task == task]
-        full = next(c for c in rows if c.split == "full")
-        diffs = [c.diff for c in rows if c.diff is not None]
-        results[task] = {
-            "file_auc": full.file_auc, "ckpt_auc": full.ckpt_auc,
-            "diff": max(diffs) if diffs else None,
-            "within_tolerance": all(c.within_tolerance for c in rows),
-            "splits": {c.split: {"file_auc": c.file_auc, "ckpt_auc": c.ckpt_auc,
-                                 "diff": c.diff, "within_tolerance": c.within_tolerance}
-                       for c in rows},
-        }
-    return results
+def results_json(rows: PredictionComparison, permuted: PredictionComparison) -> dict[str, Any]:
+    return {
+        "rows": rows.to_json(),
+        "permuted": permuted.to_json(),
+        "certifies": CERTIFIES.format(tolerance=rows.tolerance),
+    }
 
 
 @dataclass(frozen=True)
 class Verified:
-    comparison: Comparison
+    rows: PredictionComparison
+    permuted: PredictionComparison
     run: CheckpointRun
     duration_s: float
+
+    @property
+    def verified(self) -> bool:
+        return self.rows.verified and self.permuted.verified
 
 
 class VerificationJob:
     kind: JobKind = "verify"
     model = Verification
     done_outcome: Outcome = "done"
-    # A checkpoint whose outputs do not fit the test set raises ValueError from the scorer.
+    # A checkpoint whose outputs do not fit the test set raises ValueError from the comparison.
     user_errors = (*runner.USER_ERRORS, ValueError)
 
     def __init__(self, run_checkpoint: Runner = run_checkpoint) -> None:
@@ -89,21 +81,43 @@ class VerificationJob:
             assert sub is not None, "a verification's submission is never deleted"
             session.expunge(sub)
             tolerance = ver.tolerance
-            from_file = stored_report(session, sub.id)
         if not sub.checkpoint_sha256:
             raise CheckpointFailed("the submission has no checkpoint")
+        if not sub.file_sha256:
+            raise CheckpointFailed("the submission has no prediction file to compare with")
         data = prepared_for(ctx, sub.country)
-        run = self.run_checkpoint(ctx.store.path(sub.checkpoint_sha256), data.path,
-                                  parse_outputs(sub.outputs or "ctr,cvr"))
-        from_checkpoint = score_predictions(data, run.to_predictions())
-        return Verified(compare_reports(from_file, from_checkpoint, tolerance), run,
+        file = parse_prediction_file(ctx.store.path(sub.file_sha256), data.n_rows)
+        archive = ctx.store.path(sub.checkpoint_sha256)
+        outputs = parse_outputs(sub.outputs or "ctr,cvr")
+        run = self.run_checkpoint(archive, data.path, outputs)
+        plain = _fitting(run.to_predictions(), data.n_rows)
+        # A fresh order per verification, so that no checkpoint can be built for it.
+        order = np.random.default_rng(secrets.randbits(64)).permutation(data.n_rows)
+        shuffled = ctx.store.tmp_dir / f"verify-{row_id}-{secrets.token_hex(8)}"
+        try:
+            permuted_copy(data, order, shuffled)
+            permuted = _fitting(self.run_checkpoint(archive, shuffled, outputs).to_predictions(),
+                                data.n_rows)
+        finally:
+            shutil.rmtree(shuffled, ignore_errors=True)
+        return Verified(compare_predictions(file, plain, tolerance),
+                        compare_permuted(plain, permuted, order, tolerance), run,
                         time.monotonic() - started)
 
     def write(self, session: Session, row_id: int, result: Verified) -> dict[str, Any]:
-        return {"state": "done", "verified": result.comparison.verified,
-                "results": results_json(result.comparison),
+        return {"state": "done", "verified": result.verified,
+                "results": results_json(result.rows, result.permuted),
                 "torch_version": result.run.torch_version, "device": result.run.device,
                 "duration_s": result.duration_s}
+
+
+def _fitting(predictions: Predictions, n_rows: int) -> Predictions:
+    for task in ("ctr", "cvr", "ctcvr"):
+        got = len(getattr(predictions, task))
+        if got != n_rows:
+            raise ValueError(f"the checkpoint gave {got} rows of {task}; the test set has "
+                             f"{n_rows} rows")
+    return predictions
 
 
 VERIFICATION = VerificationJob()

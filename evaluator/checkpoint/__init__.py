@@ -12,7 +12,6 @@ caller's process: only the child does.
 from __future__ import annotations
 
 import json
-import signal
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from evaluator.checkpoint import reasons
 from evaluator.checkpoint.archive import ArchiveError, ArchiveLimits, check_archive_file
 from evaluator.checkpoint.sandbox import (
     ChildOutcome,
@@ -147,10 +147,11 @@ def run_checkpoint(
     Raises CheckpointRejected for a bad archive and CheckpointFailed, with a reason for the
     participant, for a failed run.
 
-    `scan_code` (the archive's code, before loading) and `refuse_forbidden_ops` (the loaded
-    graphs, before the first batch) refuse models that call torch.save, torch.from_file and
-    the like with a precise reason; the sandbox blocks such calls regardless, and tests turn
-    these off to show it. `hidden_paths` replaces the directories hidden from the child.
+    `scan_code` (a text scan of the archive's code, before loading: a courtesy for the plain
+    case, not a defence) and `refuse_forbidden_ops` (the operator allow-list on the loaded
+    graphs, before the first batch: the defence) refuse models that call what they may not;
+    the sandbox blocks file and network access regardless, and tests turn these off to show
+    it. `hidden_paths` replaces the directories hidden from the child.
     """
     limits = limits or Limits()
     archive_limits = archive_limits or ArchiveLimits()
@@ -191,14 +192,14 @@ def run_checkpoint(
     expected = n_rows * len(names) * 8
     if header.get("n_rows") != n_rows or len(payload) != expected:
         raise CheckpointFailed(
-            f"malformed output: received {len(payload)} bytes of predictions, expected "
+            f"bad output: received {len(payload)} bytes of predictions, expected "
             f"{expected} ({n_rows} rows x {len(names)} outputs)"
         )
     matrix = np.frombuffer(payload, dtype="<f8").reshape(len(names), n_rows).astype(np.float64)
     # The child checked these already; checked again here because the child ran the
     # participant's code and what it sends back is not to be trusted.
     if not np.isfinite(matrix).all() or (matrix < 0).any() or (matrix > 1).any():
-        raise CheckpointFailed("malformed output: predictions outside [0, 1] or not finite")
+        raise CheckpointFailed("bad output: predictions outside [0, 1] or not finite")
     ctr, cvr, ctcvr = derive_probabilities(
         matrix[0], matrix[1], matrix[2] if len(names) == 3 else None, outputs
     )
@@ -242,35 +243,23 @@ def _split_result(result: bytes) -> tuple[dict[str, Any] | None, bytes]:
 
 
 def _failure_reason(outcome: ChildOutcome, header: dict[str, Any] | None, limits: Limits) -> str:
-    if outcome.wall_timed_out:
-        return f"time limit: the run took longer than {limits.wall_time_s:g} s"
-    if header is not None and header.get("status") == "failed":
-        reason = str(header.get("reason", "unknown"))
-        if header.get("sandbox"):
-            return f"evaluator error, not the checkpoint's fault: {reason}"
-        return reason
-    sig = outcome.term_signal
-    cpu_limit = limits.cpu_seconds()
-    if sig == signal.SIGXCPU or (sig == signal.SIGKILL and outcome.cpu_s >= cpu_limit - 1):
-        return f"time limit: the run used more than {cpu_limit} s of CPU time"
-    if sig == signal.SIGKILL and outcome.max_rss_bytes >= 0.9 * limits.memory_bytes:
-        return (
-            f"memory limit: the model needed more than the "
-            f"{limits.memory_bytes / (1 << 30):g} GiB allowed"
-        )
-    if outcome.result_overflow:
-        return "malformed output: the run sent more data than its predictions can take"
-    if sig == signal.SIGKILL:
-        return (
-            "crashed (signal 9, SIGKILL): killed from outside, most likely because the machine "
-            "ran out of memory; try a smaller model or ask the organisers"
-        )
-    if sig is not None:
-        name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else "?"
-        return f"crashed (signal {sig}, {name}){_last_line(outcome.output_tail)}"
-    return f"crashed (exit code {outcome.returncode}){_last_line(outcome.output_tail)}"
-
-
-def _last_line(tail: str) -> str:
-    lines = [line.strip() for line in tail.splitlines() if line.strip()]
-    return f": {lines[-1][:500]}" if lines else ""
+    """One of the fixed reasons of `reasons`: how the process ended comes first when it was
+    killed at a limit, else what the child reported, else how it ended."""
+    if (
+        header is not None
+        and header.get("status") == "failed"
+        and not outcome.wall_timed_out
+        and outcome.term_signal is None
+    ):
+        return reasons.compose(header, memory_bytes=limits.memory_bytes)
+    return reasons.from_ending(
+        wall_timed_out=outcome.wall_timed_out,
+        term_signal=outcome.term_signal,
+        returncode=outcome.returncode,
+        cpu_s=outcome.cpu_s,
+        result_overflow=outcome.result_overflow,
+        output_tail=outcome.output_tail,
+        wall_limit_s=limits.wall_time_s,
+        cpu_limit_s=limits.cpu_seconds(),
+        memory_bytes=limits.memory_bytes,
+    )

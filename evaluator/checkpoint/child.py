@@ -7,7 +7,8 @@ the result to the pipe named in the job:
     one JSON line   {"status": "ok", "n_rows": N, "n_outputs": k, ...}
     then            N * k little-endian float64, output by output
 
-or one JSON line `{"status": "failed", "reason": "..."}`. Nothing is ever written to a file.
+or one JSON line `{"status": "failed", "category": "...", ...}` whose pieces the parent turns
+into one of the fixed reasons of `reasons.py`. Nothing is ever written to a file.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import io
 import json
 import os
 import sys
-import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -24,27 +24,17 @@ from typing import Any
 
 import numpy as np
 
-from evaluator.checkpoint import sandbox
-
-# TorchScript ops that reach files or other processes; a model using any of them is refused
-# after loading (load-time code already ran, inside the sandbox, by then).
-FORBIDDEN_OPS = frozenset(
-    {
-        "aten::save",
-        "aten::from_file",
-        "debugprims::load_tensor",
-        "prim::rpc_async",
-        "prim::rpc_sync",
-        "prim::rpc_remote",
-    }
-)
-FORBIDDEN_NAMESPACES = ("c10d::", "_c10d_functional::")
-
-_MAX_REASON = 2000
+from evaluator.checkpoint import reasons, sandbox
+from evaluator.checkpoint.allowlist import OperatorRefused, check_loaded_model
 
 
 class JobFailed(Exception):
-    """Ends the job with a reason for the participant."""
+    """Ends the job; `report` is what the parent composes the participant's reason from
+    (`reasons.compose`): a category and its pieces, never free text of the worker's."""
+
+    def __init__(self, report: dict[str, Any]) -> None:
+        super().__init__(report.get("category", "failed"))
+        self.report = report
 
 
 def main() -> int:
@@ -53,16 +43,20 @@ def main() -> int:
     try:
         header, payload = run(job)
     except JobFailed as exc:
-        _write(result, {"status": "failed", "reason": str(exc)[:_MAX_REASON]}, b"")
+        _write(result, {"status": "failed", **exc.report}, b"")
         return 3
     except sandbox.SandboxError as exc:
-        _write(result, {"status": "failed", "reason": f"sandbox: {exc}", "sandbox": True}, b"")
+        # The whole text goes to the worker's log (the output tail); the reason says only that
+        # the evaluator, not the checkpoint, failed.
+        sys.stderr.write(f"sandbox: {exc}\n")
+        report = {"category": "evaluator", "detail": "the sandbox could not be set up"}
+        _write(result, {"status": "failed", **report, "sandbox": True}, b"")
         return 4
-    except Exception as exc:
+    except Exception:
         # Anything else went wrong in the evaluator's own code, not in the participant's.
-        reason = f"internal error: {type(exc).__name__}: {exc}"
         traceback.print_exc()
-        _write(result, {"status": "failed", "reason": reason[:_MAX_REASON], "sandbox": True}, b"")
+        report = {"category": "evaluator", "detail": "internal error in the evaluator"}
+        _write(result, {"status": "failed", **report, "sandbox": True}, b"")
         return 5
     _write(result, header, payload)
     return 0
@@ -89,15 +83,18 @@ def run(job: dict[str, Any]) -> tuple[dict[str, Any], bytes | memoryview]:
     categorical = np.load(prepared / "categorical.npy", mmap_mode="r")
     numerical = np.load(prepared / "numerical.npy", mmap_mode="r")
     if categorical.shape[0] != n_rows or numerical.shape[0] != n_rows:
-        raise JobFailed(f"internal: test set has {categorical.shape[0]} rows, expected {n_rows}")
+        raise sandbox.SandboxError(
+            f"test set has {categorical.shape[0]} rows, expected {n_rows}")
 
     # The test set's folder holds the labels, and the archive's folder other teams' uploads:
-    # both are hidden too, so that even without Landlock the model cannot read them by path.
+    # both are hidden too, so that even without Landlock the model cannot read them by path;
+    # so is the folder holding both (the service's data folder: its database, sockets...).
     hidden = (*policy.hidden_paths, str(prepared), str(Path(job["archive"]).parent))
+    if policy.hidden_paths:
+        hidden += _data_root(prepared, Path(job["archive"]))
     measures = sandbox.isolate_namespaces(hidden, keep_visible=policy.read_paths)
-    # Some torch modules ask for a temporary directory at import; none is writable here, and
-    # without this tempfile would probe every candidate and give up with an error.
-    tempfile.tempdir = "/nonexistent"
+    # An empty temporary folder of the child's own, where /tmp could be covered.
+    sandbox.use_private_tmp(measures)
     read_paths = policy.read_paths
     device_paths = policy.device_paths
     wants_gpu = device_name != "cpu" and os.path.exists("/dev/nvidiactl")
@@ -132,6 +129,13 @@ def run(job: dict[str, Any]) -> tuple[dict[str, Any], bytes | memoryview]:
     sandbox.die_with_parent(int(job["parent_pid"]))
     torch.set_num_threads(int(job.get("threads") or 0) or sandbox.available_cores())
 
+    # Every import and file the run needs is done: from here on no file can be read, so what
+    # the participant's code runs (its `__setstate__` while loading, then forward) cannot read
+    # even what the first Landlock layer allows (the venv's files).
+    sealed = sandbox.seal_reads()
+    if sealed:
+        measures.append(sealed)
+
     load_start = time.monotonic()
     try:
         model = torch.jit.load(  # type: ignore[no-untyped-call]
@@ -139,10 +143,13 @@ def run(job: dict[str, Any]) -> tuple[dict[str, Any], bytes | memoryview]:
         )
         model.eval()
     except Exception as exc:
-        raise JobFailed(_describe(exc, policy, "loading the checkpoint failed")) from None
+        raise JobFailed(_model_failure(exc, "load_error")) from None
     del archive
     if job.get("refuse_forbidden_ops", True):
-        _refuse_forbidden_ops(torch, model)
+        try:
+            check_loaded_model(torch, model)
+        except OperatorRefused as exc:
+            raise JobFailed({"category": "operator", "detail": str(exc)}) from None
     load_s = time.monotonic() - load_start
     batch_size = int(job["batch_size"]) or (
         inference.DEFAULT_GPU_BATCH if device.type == "cuda" else inference.DEFAULT_CPU_BATCH
@@ -151,9 +158,9 @@ def run(job: dict[str, Any]) -> tuple[dict[str, Any], bytes | memoryview]:
     try:
         out = inference.predict(model, categorical, numerical, names, device, batch_size)
     except inference.OutputError as exc:
-        raise JobFailed(str(exc)) from None
+        raise JobFailed({"category": "bad_output", "detail": str(exc)}) from None
     except Exception as exc:
-        raise JobFailed(_describe(exc, policy, "the model failed")) from None
+        raise JobFailed(_model_failure(exc, "model_error")) from None
     inference_s = time.monotonic() - start
     header = {
         "status": "ok",
@@ -186,7 +193,8 @@ def _read_archive(path: Path, max_bytes: int) -> bytes:
     with path.open("rb") as file:
         data = file.read(max_bytes + 1)
     if len(data) > max_bytes:
-        raise JobFailed(f"the archive is larger than {max_bytes} bytes")
+        raise JobFailed({"category": "bad_output",
+                         "detail": f"the archive is larger than {max_bytes} bytes"})
     return data
 
 
@@ -227,40 +235,18 @@ def _warm_up(
     traceback.format_exception(ValueError("warm-up"))
 
 
-def _refuse_forbidden_ops(torch: Any, model: Any) -> None:
-    for name, module in model.named_modules():
-        for method_name in module._c._method_names():
-            graph = module._c._get_method(method_name).graph.copy()
-            torch._C._jit_pass_inline(graph)
-            for kind in _node_kinds(graph.nodes()):
-                if kind in FORBIDDEN_OPS or kind.startswith(FORBIDDEN_NAMESPACES):
-                    where = f"{name}.{method_name}" if name else method_name
-                    raise JobFailed(
-                        f"the checkpoint calls {kind} in {where}; a model may not read or write "
-                        "files or talk to other processes (the sandbox blocked it)"
-                    )
+def _data_root(prepared: Path, archive: Path) -> tuple[str, ...]:
+    """The folder holding both the test set and the archive, unless that is too near the root
+    to hide (a test set and an upload in unrelated places)."""
+    common = Path(os.path.commonpath([prepared.resolve(), archive.resolve().parent]))
+    return (str(common),) if len(common.parts) >= 3 else ()
 
 
-def _node_kinds(nodes: Any) -> Any:
-    for node in nodes:
-        yield node.kind()
-        for block in node.blocks():
-            yield from _node_kinds(block.nodes())
-
-
-def _describe(exc: BaseException, policy: sandbox.SandboxPolicy, what: str) -> str:
-    text = f"{type(exc).__name__}: {exc}"
-    if _is_memory_error(exc, text):
-        gib = policy.limits.memory_bytes / (1 << 30)
-        return f"memory limit: the model needed more than the {gib:g} GiB allowed ({what})"
-    return f"{what}: {text.strip()}"
-
-
-def _is_memory_error(exc: BaseException, text: str) -> bool:
-    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
-        return True
-    markers = ("can't allocate memory", "out of memory", "Cannot allocate memory", "bad_alloc")
-    return any(marker in text for marker in markers)
+def _model_failure(exc: BaseException, category: str) -> dict[str, Any]:
+    report = reasons.classify_exception(exc)
+    if report["category"] == "model_error":
+        report["category"] = category
+    return report
 
 
 if __name__ == "__main__":

@@ -172,30 +172,125 @@ def _holds(folder: str, path: str) -> bool:
     return os.path.commonpath([folder, path]) == folder
 
 
+_SYS_OPEN_TREE = 428
+_SYS_MOVE_MOUNT = 429
+_OPEN_TREE_CLONE = 1
+_AT_RECURSIVE = 0x8000
+_AT_FDCWD = -100
+_MOVE_MOUNT_F_EMPTY_PATH = 0x4
+_MS_REMOUNT = 0x20
+
+# The hidden /tmp doubles as the child's temporary folder: an empty tmpfs of its own mount
+# namespace, which it can list but not write (file size 0, Landlock).
+PRIVATE_TMP = "/tmp"
+
+
+def _mount(libc: ctypes.CDLL, source: bytes | None, target: str, fstype: bytes | None,
+           flags: int, data: bytes | None, what: str) -> None:
+    if libc.mount(source, target.encode(), fstype, flags, data) != 0:
+        err = ctypes.get_errno()
+        raise SandboxError(f"{what} failed: {os.strerror(err)}")
+
+
+def _detached_copy(libc: ctypes.CDLL, path: str) -> int:
+    """A detached copy of the mount tree at `path` (open_tree), to put back once the folder
+    above it is covered."""
+    fd = int(libc.syscall(_SYS_OPEN_TREE, _AT_FDCWD, path.encode(),
+                          _OPEN_TREE_CLONE | _AT_RECURSIVE))
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise SandboxError(f"open_tree({path}) failed: {os.strerror(err)}")
+    return fd
+
+
+def _attach(libc: ctypes.CDLL, fd: int, target: str) -> None:
+    if libc.syscall(_SYS_MOVE_MOUNT, fd, b"", _AT_FDCWD, target.encode(),
+                    _MOVE_MOUNT_F_EMPTY_PATH) != 0:
+        err = ctypes.get_errno()
+        raise SandboxError(f"move_mount onto {target} failed: {os.strerror(err)}")
+
+
+def _outermost(paths: list[str]) -> list[str]:
+    """The paths not inside another of them."""
+    real = sorted({os.path.realpath(p) for p in paths})
+    return [p for p in real if not any(q != p and _holds(q, p) for q in real)]
+
+
 def _hide_paths(
     libc: ctypes.CDLL, hidden_paths: tuple[str, ...], keep_visible: tuple[str, ...]
 ) -> list[str]:
+    """Cover each hidden folder with an empty tmpfs. What must stay visible below one (say the
+    Python installation of a CI checkout under /tmp) is put back on top of the empty tmpfs, on
+    its own, so that nothing else of the folder (other files, unix sockets) can be seen."""
     # Keep the mounts below from propagating back to the host's namespace.
     if libc.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None) != 0:
         err = ctypes.get_errno()
         raise SandboxError(f"making / private in the mount namespace failed: {os.strerror(err)}")
     hidden: list[str] = []
     kept: list[str] = []
-    flags = _MS_RDONLY | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC
-    for path in hidden_paths:
-        if os.path.islink(path) or not os.path.isdir(path):
-            continue
-        if any(_holds(path, needed) for needed in keep_visible):
+    flags = _MS_NOSUID | _MS_NODEV | _MS_NOEXEC
+    for path in _outermost([p for p in hidden_paths if os.path.isdir(p)]):
+        if any(_holds(needed, path) for needed in keep_visible if os.path.exists(needed)):
+            # The folder itself (or one above it) is needed: it cannot be covered.
             kept.append(path)
             continue
-        if libc.mount(b"tmpfs", path.encode(), b"tmpfs", flags, b"size=4k,mode=0555") != 0:
-            err = ctypes.get_errno()
-            raise SandboxError(f"hiding {path} failed: {os.strerror(err)}")
+        inside = _outermost(
+            [p for p in keep_visible if os.path.exists(p) and _holds(path, p)]
+        )
+        # Whether each is a folder, known only until the cover hides it.
+        copies = [(p, os.path.isdir(p), _detached_copy(libc, p)) for p in inside]
+        try:
+            _mount(libc, b"tmpfs", path, b"tmpfs", flags, b"size=1m,mode=0755",
+                   f"hiding {path}")
+            for needed, is_dir, fd in copies:
+                if is_dir:
+                    os.makedirs(needed, exist_ok=True)
+                else:
+                    os.makedirs(os.path.dirname(needed), exist_ok=True)
+                    with open(needed, "w"):
+                        pass
+                _attach(libc, fd, needed)
+        finally:
+            for _, _, fd in copies:
+                os.close(fd)
+        _mount(libc, None, path, None, _MS_REMOUNT | _MS_RDONLY | flags, b"size=1m",
+               f"making the cover of {path} read-only")
         hidden.append(path)
+        if inside:
+            kept.extend(inside)
     measures = [f"hidden: {', '.join(hidden)}"] if hidden else []
+    if PRIVATE_TMP in hidden:
+        measures.append(f"private temporary folder: {PRIVATE_TMP}")
     if kept:
         measures.append(f"left visible (needed to run): {', '.join(kept)}")
     return measures
+
+
+def use_private_tmp(measures: list[str]) -> str:
+    """Point TMPDIR and `tempfile` at the private temporary folder when /tmp was covered, else
+    at a folder that does not exist (so nothing is written to a shared one); returns it.
+    tempfile is told directly, as it would probe every candidate for writing and give up."""
+    import tempfile
+
+    private = f"private temporary folder: {PRIVATE_TMP}" in measures
+    folder = PRIVATE_TMP if private else "/nonexistent"
+    os.environ["TMPDIR"] = folder
+    tempfile.tempdir = folder
+    return folder
+
+
+def seal_reads() -> str:
+    """A second Landlock layer that refuses every file read, for after the last lazy import:
+    code that runs from here on (the participant's, `__setstate__` while loading included)
+    can read no file at all, not even the Python installation the first layer allows."""
+    import landlockpy
+
+    if landlockpy.abi_version() < 1:
+        return ""
+    fs = landlockpy.AccessFS
+    with landlockpy.Ruleset(handled_fs=fs.READ_FILE | fs.READ_DIR | fs.EXECUTE) as ruleset:
+        ruleset.restrict()
+    return "no file reads"
 
 
 def restrict_filesystem(read_paths: tuple[str, ...], device_paths: tuple[str, ...]) -> str:

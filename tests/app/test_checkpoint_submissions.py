@@ -178,7 +178,8 @@ def test_an_honest_checkpoint_scores_like_its_own_prediction_file(
 @pytest.mark.parametrize(
     ("hostile", "reason"),
     [
-        (NaNOutput, r"^output ctr is not a finite number at \d+ rows \(first row_id 0: nan\)"),
+        (NaNOutput,
+         r"^bad output: output ctr is not a finite number at \d+ rows \(first row_id 0: nan\)"),
         (HugeAllocation, r"^memory limit: the model needed more than"),
     ],
     ids=["nan-output", "huge-allocation"],
@@ -251,11 +252,13 @@ def test_a_file_and_its_checkpoint_are_verified_with_the_comparison(
     assert verification["torch_version"] == torch.__version__
     assert verification["device"].startswith("cpu")
     assert verification["duration_s"] > 0
-    assert verification["results"], verification
-    for task, result in verification["results"].items():
-        if result["file_auc"] is not None:
-            assert result["diff"] <= 1e-4, task
-            assert result["within_tolerance"] is True
+    results = verification["results"]
+    assert set(results["rows"]) == {"ctr", "cvr"}, results
+    for comparison in ("rows", "permuted"):
+        for task, result in results[comparison].items():
+            assert result["max_abs_diff"] <= 1e-4, (comparison, task)
+            assert (result["rows_over"], result["within_tolerance"]) == (0, True)
+    assert "every row" in results["certifies"]
 
 
 def test_a_file_that_its_checkpoint_does_not_reproduce_is_not_verified(
@@ -272,4 +275,5 @@ def test_a_file_that_its_checkpoint_does_not_reproduce_is_not_verified(
     verification = _verify(client, organiser, submitted.json()["id"])
     assert verification["state"] == "done", verification["reason"]
     assert verification["verified"] is False
-    assert any(not r["within_tolerance"] for r in verification["results"].values())
+    rows = verification["results"]["rows"]
+    assert any(not r["within_tolerance"] and r["rows_over"] > 0 for r in rows.values())

@@ -47,25 +47,37 @@ def verification(ctx: JobContext, vid: int) -> Verification:
         return ver
 
 
-def replaying(values: dict[str, Any]) -> Callable[..., CheckpointRun]:
-    def run(_archive: Any, _prepared: Any, outputs: str) -> CheckpointRun:
-        return CheckpointRun(ctr=values["ctr"], cvr=values["cvr"],
-                             ctcvr=values["ctr"] * values["cvr"], torch_version="test",
+def keyed(values: dict[str, Any], settings: Any) -> Callable[..., CheckpointRun]:
+    """A stand-in checkpoint whose predictions are a function of each row's features (a table
+    keyed by them), so that they follow the rows wherever they are."""
+    base = PreparedData.open(settings.prepared_root / "NL")
+
+    def key(data: PreparedData, i: int) -> bytes:
+        return bytes(data.categorical[i].tobytes() + data.numerical[i].tobytes())
+
+    index = {key(base, i): i for i in range(base.n_rows)}
+
+    def run(_archive: Any, prepared: Any, outputs: str) -> CheckpointRun:
+        data = PreparedData.open(prepared)
+        rows = np.array([index[key(data, i)] for i in range(data.n_rows)])
+        ctr, cvr = values["ctr"][rows], values["cvr"][rows]
+        return CheckpointRun(ctr=ctr, cvr=cvr, ctcvr=ctr * cvr, torch_version="test",
                              device="cpu", duration_s=0.1, outputs="ctr,cvr")
     return run
 
 
-def test_a_verification_that_reproduces_the_file_compares_every_split(
-        ctx: JobContext, scored: tuple[int, dict[str, Any]]) -> None:
+def test_a_verification_that_reproduces_the_file_compares_every_row(
+        ctx: JobContext, scored: tuple[int, dict[str, Any]], settings: Any) -> None:
     sid, values = scored
     vid = add_verification(ctx, sid)
-    assert verify(ctx, vid, replaying(values)) == "done"
+    assert verify(ctx, vid, keyed(values, settings)) == "done"
     ver = verification(ctx, vid)
     assert (ver.state, ver.verified, ver.lease_owner) == ("done", True, None)
     assert ver.results is not None
-    assert set(ver.results) == {"ctr", "cvr", "ctcvr"}
-    for task in ver.results.values():
-        assert set(task["splits"]) == {"public", "private", "full"}
+    assert set(ver.results["rows"]) == set(ver.results["permuted"]) == {"ctr", "cvr"}
+    for comparison in ("rows", "permuted"):
+        for task in ver.results[comparison].values():
+            assert (task["max_abs_diff"], task["rows_over"]) == (0.0, 0)
 
 
 def test_a_checkpoint_that_differs_on_private_rows_only_is_not_verified(
@@ -78,13 +90,13 @@ def test_a_checkpoint_that_differs_on_private_rows_only_is_not_verified(
     ctr[~np.asarray(public)] = 1.0 - ctr[~np.asarray(public)]
     changed["ctr"] = ctr
     vid = add_verification(ctx, sid)
-    assert verify(ctx, vid, replaying(changed)) == "done"
+    assert verify(ctx, vid, keyed(changed, settings)) == "done"
     ver = verification(ctx, vid)
     assert ver.verified is False
     assert ver.results is not None
-    splits = ver.results["ctr"]["splits"]
-    assert splits["public"]["within_tolerance"] is True
-    assert splits["private"]["within_tolerance"] is False
+    differing = int((np.abs(ctr - values["ctr"]) > 1e-4).sum())
+    assert ver.results["rows"]["ctr"]["rows_over"] == differing > 0
+    assert ver.results["rows"]["cvr"]["within_tolerance"] is True
 
 
 def test_a_participant_error_fails_the_verification_at_once_with_its_reason(
@@ -123,7 +135,7 @@ def test_an_unexpected_error_puts_the_verification_back_until_its_attempts_are_s
 
 def test_a_database_error_on_the_final_write_puts_the_job_back(
         ctx: JobContext, scored: tuple[int, dict[str, Any]], monkeypatch: pytest.MonkeyPatch,
-        enqueued: list[tuple[JobKind, int]]) -> None:
+        enqueued: list[tuple[JobKind, int]], settings: Any) -> None:
     from sqlalchemy.exc import OperationalError
 
     from app.jobs import verification as verification_module
@@ -134,12 +146,12 @@ def test_a_database_error_on_the_final_write_puts_the_job_back(
     sid, values = scored
     vid = add_verification(ctx, sid)
     monkeypatch.setattr(verification_module.VerificationJob, "write", cut_off)
-    assert verify(ctx, vid, replaying(values)) == "retry"
+    assert verify(ctx, vid, keyed(values, settings)) == "retry"
     ver = verification(ctx, vid)
     assert (ver.state, ver.verified, ver.attempts) == ("queued", None, 1)
     assert enqueued == [("verify", vid)]
     monkeypatch.undo()
-    assert verify(ctx, vid, replaying(values)) == "done"
+    assert verify(ctx, vid, keyed(values, settings)) == "done"
     assert verification(ctx, vid).verified is True
 
 

@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -40,6 +41,9 @@ def _attempt(action: dict[str, Any]) -> dict[str, Any]:
             os.kill(int(action["pid"]), 0)
         elif kind == "pdeathsig":
             return {"kind": kind, "ok": True, "value": sandbox.parent_death_signal()}
+        elif kind == "tempdir":
+            return {"kind": kind, "ok": True,
+                    "value": [os.environ.get("TMPDIR"), tempfile.gettempdir()]}
         elif kind == "uid":
             return {"kind": kind, "ok": True, "value": [os.getuid(), os.geteuid(), os.getgid()]}
         elif kind == "sleep":
@@ -60,6 +64,7 @@ def main() -> int:
     result = os.fdopen(int(job["result_fd"]), "wb", buffering=0)
     policy = sandbox.SandboxPolicy.from_json(job["policy"])
     measures = sandbox.isolate_namespaces(policy.hidden_paths, keep_visible=policy.read_paths)
+    sandbox.use_private_tmp(measures)
     measures.append(sandbox.restrict_filesystem(policy.read_paths, policy.device_paths))
     sandbox.apply_limits(policy.limits)
     measures.append(sandbox.drop_privileges(policy.uid, policy.gid))

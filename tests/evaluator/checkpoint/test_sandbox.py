@@ -205,12 +205,22 @@ def test_a_running_child_dies_with_a_worker_killed_mid_job() -> None:
         worker.wait()
 
 
-def test_a_hidden_folder_holding_the_python_installation_stays_visible(tmp_path: Path) -> None:
+def test_a_hidden_folder_holding_the_python_installation_is_hidden_around_it(
+    tmp_path: Path,
+) -> None:
     import evaluator
 
-    package_parent = str(Path(evaluator.__file__).resolve().parent.parent)
-    hidden = (package_parent, str(tmp_path))
-    outcome = _run([{"kind": "uid"}], hidden_paths=hidden)
-    measures = json.loads(outcome.result)["measures"]
-    assert f"hidden: {tmp_path}" in measures
-    assert f"left visible (needed to run): {package_parent}" in measures
+    package = Path(evaluator.__file__).resolve().parent
+    hidden = (str(package.parent), str(tmp_path))
+    outcome = _run(
+        [{"kind": "read", "path": str(package / "__init__.py")},
+         {"kind": "read", "path": str(package.parent / "pyproject.toml")}],
+        hidden_paths=hidden,
+    )
+    result = json.loads(outcome.result)
+    (hidden_measure,) = [m for m in result["measures"] if m.startswith("hidden: ")]
+    assert {str(package.parent), str(tmp_path)} <= set(hidden_measure[8:].split(", "))
+    assert f"left visible (needed to run): {package}" in result["measures"]
+    needed, other = result["outcomes"]
+    assert needed["ok"] is True
+    assert other["ok"] is False and "No such file" in other["error"]
