@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     leaderboard_check_seconds: float = Field(
         default=0.5, ge=0,
         description="cached leaderboard served without asking the DB for changes this long")
+    challenge_file: Path | None = Field(
+        default=None,
+        description="TOML challenge file (phases, limits, selection, feedback); loaded into "
+                    "the DB when the API starts; unset: open for ever with LB_DAILY_QUOTA")
     auto_migrate: bool = Field(default=True,
                                description="`serve`/`worker` run `alembic upgrade head` first")
 

@@ -19,6 +19,8 @@ from app.deps import (
 from app.errors import NotFound, error_responses
 from app.jobs.context import enqueue_or_leave_to_reaper
 from app.models import Submission
+from app.phases.deps import ChallengeNow
+from app.phases.limits import check_kinds, open_phase
 from app.storage import ArtifactStore, is_full
 from app.submissions import repository as repo
 from app.submissions import service
@@ -72,16 +74,18 @@ _UPLOAD_BODY: dict[str, Any] = {
                 "capped at LB_MAX_UPLOAD_BYTES while it streams. A refused file costs no quota. "
                 "An `Idempotency-Key` header makes retries safe: the same key from the same "
                 "team returns the first submission.",
-    responses=error_responses(400, 401, 409, 413, 422, 429, 507),
+    responses=error_responses(400, 401, 403, 409, 413, 422, 429, 507),
     openapi_extra=_UPLOAD_BODY,
 )
 async def create_submission(
     request: Request, team: CurrentTeam, session: SessionDep, settings: SettingsDep,
-    enqueue: EnqueueDep,
+    enqueue: EnqueueDep, moment: ChallengeNow,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key",
                                                   max_length=200)] = None,
 ) -> SubmissionAccepted:
     key = service.check_idempotency_key(idempotency_key)
+    # Refused before a byte of the body is read (and so before it costs anything).
+    phase = open_phase(moment.schedule, moment.now)
     store = ArtifactStore.of(settings)
     upload = await receive_upload(request, store.tmp_dir, settings.max_upload_bytes)
     try:
@@ -97,11 +101,13 @@ async def create_submission(
         if earlier is not None:
             return SubmissionAccepted(id=earlier.id, state=earlier.state,  # type: ignore[arg-type]
                                       duplicate=True)
+        check_kinds(phase, set(upload.files))
         checked = await run_in_threadpool(service.validate, settings, upload)
 
         def store_and_commit() -> service.Accepted:
             try:
-                accepted = service.create(session, settings, team, upload, checked, key)
+                accepted = service.create(session, settings, team, upload, checked, key,
+                                          schedule=moment.schedule, now=moment.now)
             except OSError as exc:
                 # Rolled back by the session's owner; an artifact already moved into place is
                 # whole (renamed, never partly written) and simply unreferenced.

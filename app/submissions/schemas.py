@@ -73,3 +73,7 @@ class QuotaOut(BaseModel):
     limit: int | None = Field(description="accepted submissions per UTC day; null: unlimited")
     used: int
     resets_at: datetime
+    phase: str | None = Field(None, description="the phase open now; null: none is open")
+    total_limit: int | None = Field(None, description="accepted submissions over the phase")
+    total_used: int = 0
+    total_resets_at: datetime | None = Field(None, description="when the next phase opens")

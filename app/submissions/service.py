@@ -7,7 +7,7 @@ import unicodedata
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +16,10 @@ from sqlalchemy.orm import Session
 
 from app import audit, challenge
 from app.config import Settings
-from app.errors import Conflict, Invalid, NotFound, QuotaExceeded
+from app.errors import Conflict, Invalid, NotFound
 from app.models import Score, Submission, Team, Verification
+from app.phases import limits
+from app.phases.schedule import Schedule
 from app.storage import ArtifactStore
 from app.submissions import repository as repo
 from app.submissions.schemas import QuotaOut, ScoreOut, SubmissionOut, VerificationOut
@@ -47,12 +49,15 @@ def quota_exempt(team: Team) -> bool:
     return team.is_organiser or team.is_baseline
 
 
-def quota(session: Session, settings: Settings, team: Team) -> QuotaOut:
-    now = datetime.now(UTC)
-    day = start_of_day(now)
-    return QuotaOut(limit=None if quota_exempt(team) else settings.daily_quota,
-                    used=repo.count_since(session, team.id, day),
-                    resets_at=day + timedelta(days=1))
+def quota(session: Session, settings: Settings, team: Team, *,
+          schedule: Schedule | None = None, now: datetime | None = None) -> QuotaOut:
+    """The team's use of the phase open now: daily (and total, when the phase has one)."""
+    left = limits.quota_left(session, settings, schedule or Schedule.open_ended(), team,
+                             now or datetime.now(UTC))
+    return QuotaOut(limit=left.daily_limit, used=left.daily_used,
+                    resets_at=left.daily_resets_at, phase=left.phase,
+                    total_limit=left.total_limit, total_used=left.total_used,
+                    total_resets_at=left.total_resets_at)
 
 
 def clean_method(value: str) -> str:
@@ -154,7 +159,8 @@ def validate(settings: Settings, upload: Upload) -> Checked:
 
 
 def create(session: Session, settings: Settings, team: Team, upload: Upload, checked: Checked,
-           idempotency_key: str | None) -> Accepted:
+           idempotency_key: str | None, *, schedule: Schedule | None = None,
+           now: datetime | None = None) -> Accepted:
     """Store the artifacts and insert the queued row, the quota checked in the same
     transaction. The caller commits and then enqueues.
 
@@ -167,17 +173,10 @@ def create(session: Session, settings: Settings, team: Team, upload: Upload, che
     earlier = existing_for_key(session, team, idempotency_key)
     if earlier is not None:
         return Accepted(earlier, duplicate=True)
+    # The app's clock stamps the row: phases and limits are judged on one time line.
+    now = now or datetime.now(UTC)
     if not quota_exempt(team):
-        now = datetime.now(UTC)
-        day = start_of_day(now)
-        used = repo.count_since(session, team.id, day)
-        if used >= settings.daily_quota:
-            resets = day + timedelta(days=1)
-            retry_after = max(1, int((resets - now).total_seconds()) + 1)
-            raise QuotaExceeded(
-                {"message": f"the daily quota of {settings.daily_quota} submissions is used up",
-                 "limit": settings.daily_quota, "used": used, "resets_at": resets.isoformat()},
-                headers={"Retry-After": str(retry_after)})
+        limits.check_limits(session, settings, schedule or Schedule.open_ended(), team, now)
     hashes: dict[str, str] = {}
     for name, item in upload.files.items():
         store.adopt(item.path, item.sha256, synced=True)
@@ -187,6 +186,7 @@ def create(session: Session, settings: Settings, team: Team, upload: Upload, che
         file_sha256=hashes.get("file"), checkpoint_sha256=hashes.get("checkpoint"),
         outputs=checked.outputs, file_format=checked.file_format,
         idempotency_key=idempotency_key, attempts=0, hidden=False, disqualified=False,
+        created_at=now,
     )
     session.add(submission)
     try:
