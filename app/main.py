@@ -23,6 +23,7 @@ from app.leaderboard.router import api_router as leaderboard_api
 from app.leaderboard.router import pages_router as leaderboard_pages
 from app.organiser.router import router as organiser_router
 from app.phases.clock import SYSTEM_CLOCK
+from app.phases.router import pages as phases_pages
 from app.phases.router import router as phases_router
 from app.phases.store import load_file_at_start
 from app.submissions.router import router as submissions_router
@@ -112,6 +113,7 @@ def create_app(settings: Settings | None = None, queue: Queue | None = None) -> 
     app.include_router(phases_router, prefix=API_PREFIX)
     _include_leaderboard(app)
     app.include_router(organiser_router)
+    app.include_router(phases_pages)
     app.include_router(web_router)
 
     @app.get("/health", response_model=Health, tags=["service"],

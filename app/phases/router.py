@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
+from app.auth import team_for_token
 from app.deps import CurrentTeam, IdPath, SessionDep
-from app.errors import error_responses
+from app.errors import AppError, error_responses
 from app.models import Selection, Submission
 
 from . import selection
 from .deps import ChallengeNow
 
 router = APIRouter(tags=["challenge"])
+pages = APIRouter(include_in_schema=False)
 
 
 class SelectionOut(BaseModel):
@@ -93,3 +98,42 @@ def withdraw(submission_id: IdPath, request: Request, team: CurrentTeam, session
     session.commit()
     _invalidate(request)
     return WithdrawnOut(submission_id=sub.id, withdrawn=True)
+
+
+MAX_FORM_BYTES = 4096
+
+
+async def _token_field(request: Request) -> str:
+    """The form's `token`, read with a byte cap ("" for anything else)."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            return ""
+    try:
+        return dict(parse_qsl(body.decode("utf-8"), max_num_fields=4)).get("token", "")
+    except (UnicodeDecodeError, ValueError):
+        return ""
+
+
+@pages.post("/submissions/{submission_id}/withdraw")
+async def withdraw_page(submission_id: IdPath, request: Request,
+                        session: SessionDep) -> Response:
+    """The submission page's form: the team's token typed in (it is the credential, so a forged
+    form cannot act), then the same withdrawal as the API."""
+    token = (await _token_field(request)).strip()
+    team = await run_in_threadpool(team_for_token, session, token) if token else None
+    if team is None:
+        return RedirectResponse(f"/submissions/{submission_id}?err=token", status_code=303)
+
+    def act() -> None:
+        selection.withdraw_submission(session, team, submission_id)
+        session.commit()
+
+    try:
+        await run_in_threadpool(act)
+    except AppError as exc:
+        return RedirectResponse(f"/submissions/{submission_id}?err={exc.code}",
+                                status_code=303)
+    _invalidate(request)
+    return RedirectResponse(f"/submissions/{submission_id}?msg=withdrawn", status_code=303)

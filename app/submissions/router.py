@@ -19,6 +19,7 @@ from app.deps import (
 from app.errors import NotFound, error_responses
 from app.jobs.context import enqueue_or_leave_to_reaper
 from app.models import Submission
+from app.phases import ladder
 from app.phases.deps import ChallengeNow
 from app.phases.limits import check_kinds, open_phase
 from app.storage import ArtifactStore, is_full
@@ -131,18 +132,24 @@ async def create_submission(
 @router.get("/submissions", response_model=list[SubmissionOut],
             summary="The caller's submissions, newest first",
             responses=error_responses(401))
-def list_submissions(team: CurrentTeam, session: SessionDep,
+def list_submissions(team: CurrentTeam, session: SessionDep, settings: SettingsDep,
+                     moment: ChallengeNow,
                      limit: Annotated[int, Query(ge=1, le=500)] = 100,
                      offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0) -> list[SubmissionOut]:
-    return service.list_own(session, team, limit, offset)
+    if moment.schedule.ladder_active(moment.now):
+        ladder.ensure_decisions(session, settings, moment.schedule)
+    return service.list_own(session, team, limit, offset, moment.now)
 
 
 @router.get("/submissions/{submission_id}", response_model=SubmissionOut,
             summary="One submission: state, reason, and the scores the caller may see",
             responses=error_responses(401, 404))
-def get_submission(submission_id: IdPath, team: CurrentTeam, session: SessionDep) -> SubmissionOut:
+def get_submission(submission_id: IdPath, team: CurrentTeam, session: SessionDep,
+                   settings: SettingsDep, moment: ChallengeNow) -> SubmissionOut:
     sub = service.visible_submission(session, team, submission_id)
-    return service.describe(session, team, [sub])[0]
+    if moment.schedule.ladder_active(moment.now):
+        ladder.ensure_decisions(session, settings, moment.schedule)
+    return service.describe(session, team, [sub], moment.now)[0]
 
 
 @router.post("/submissions/{submission_id}/verify", status_code=202,

@@ -47,6 +47,13 @@ class SubmissionOut(BaseModel):
     scores: dict[str, dict[str, ScoreOut]] = Field(
         default_factory=dict,
         description="split → task → score; only the splits the caller may see")
+    selection: Literal["manual", "auto"] | None = Field(
+        None, description="counts for the final ranking: selected by the team, or at the lock")
+    withdrawn: bool = False
+    post_challenge: bool = Field(False, description="made after the end: never ranked finally")
+    feedback: str | None = Field(None, description="ladder feedback: released, or not "
+                                                   "significantly better than your best")
+    feedback_p_value: float | None = None
 
 
 class VerifyRequest(BaseModel):

@@ -18,8 +18,9 @@ from app import audit, challenge
 from app.config import Settings
 from app.errors import Conflict, Invalid, NotFound
 from app.models import Score, Submission, Team, Verification
-from app.phases import limits
+from app.phases import ladder, limits, store
 from app.phases.schedule import Schedule
+from app.phases.selection import selection_marks
 from app.storage import ArtifactStore
 from app.submissions import repository as repo
 from app.submissions.schemas import QuotaOut, ScoreOut, SubmissionOut, VerificationOut
@@ -30,6 +31,7 @@ from evaluator.predictions import PredictionFileError, parse_prediction_file
 from evaluator.schema import TASKS, parse_country
 
 MAX_METHOD_CHARS = 100
+PARTICIPANT_DIGITS = 4
 MAX_IDEMPOTENCY_KEY = 200
 _KEY_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,200}$")
 
@@ -222,15 +224,37 @@ def _scores_by_submission(scores: Sequence[Score], splits: tuple[str, ...]
     return out
 
 
-def describe(session: Session, team: Team, submissions: Sequence[Submission]
-             ) -> list[SubmissionOut]:
+def _round_public(table: dict[str, dict[str, ScoreOut]]) -> None:
+    for task, score in table.get("public", {}).items():
+        table["public"][task] = score.model_copy(update={
+            k: None if v is None else round(v, PARTICIPANT_DIGITS)
+            for k, v in (("auc", score.auc), ("ci_low", score.ci_low),
+                         ("ci_high", score.ci_high))})
+
+
+def describe(session: Session, team: Team, submissions: Sequence[Submission],
+             now: datetime | None = None) -> list[SubmissionOut]:
+    """The caller's view of submissions. Participants, during a scheduled challenge, get public
+    figures rounded and, under ladder feedback, none of a submission the ladder withheld."""
+    now = now or datetime.now(UTC)
+    schedule = store.load(session)
     splits = challenge.visible_splits(session, team)
     scored = [s.id for s in submissions if s.state == "scored"]
     scores = _scores_by_submission(repo.scores_of(session, scored), splits)
     names = repo.team_names(session, [s.team_id for s in submissions])
+    marks = selection_marks(session, [s.id for s in submissions])
+    participant = not team.is_organiser
+    decided = ladder.decisions(session, scored) if schedule.feedback == "ladder" else {}
     result = []
     for s in submissions:
         version, table = scores.get(s.id, (None, {}))
+        decision = decided.get(s.id)
+        feedback = ladder.message(decision) if decision is not None else None
+        if participant and schedule.ladder_active(now) and decision is not None \
+                and not decision.released:
+            table = {k: v for k, v in table.items() if k != "public"}
+        if participant and schedule.rounds_for_participants(now):
+            _round_public(table)
         result.append(SubmissionOut(
             id=s.id, team=names.get(s.team_id, ""), country=s.country, method=s.method,
             state=s.state,  # type: ignore[arg-type]
@@ -238,7 +262,11 @@ def describe(session: Session, team: Team, submissions: Sequence[Submission]
             has_checkpoint=s.checkpoint_sha256 is not None, outputs=s.outputs,
             file_format=s.file_format, attempts=s.attempts, hidden=s.hidden,
             disqualified=s.disqualified, created_at=s.created_at, started_at=s.started_at,
-            finished_at=s.finished_at, scorer_version=version, scores=table))
+            finished_at=s.finished_at, scorer_version=version, scores=table,
+            selection=marks.get(s.id),  # type: ignore[arg-type]
+            withdrawn=bool(s.withdrawn), post_challenge=schedule.is_post_challenge(s.created_at),
+            feedback=feedback,
+            feedback_p_value=decision.p_value if decision is not None else None))
     return result
 
 
@@ -251,8 +279,9 @@ def visible_submission(session: Session, team: Team, submission_id: int) -> Subm
     return sub
 
 
-def list_own(session: Session, team: Team, limit: int, offset: int) -> list[SubmissionOut]:
-    return describe(session, team, repo.of_team(session, team.id, limit, offset))
+def list_own(session: Session, team: Team, limit: int, offset: int,
+             now: datetime | None = None) -> list[SubmissionOut]:
+    return describe(session, team, repo.of_team(session, team.id, limit, offset), now)
 
 
 def request_verification(session: Session, settings: Settings, actor: Team, submission_id: int,

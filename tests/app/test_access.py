@@ -62,6 +62,11 @@ ACCESS: dict[tuple[str, str], str] = {
     ("PUT", "/api/v1/submissions/{submission_id}/selection"): TEAM,
     ("DELETE", "/api/v1/submissions/{submission_id}/selection"): TEAM,
     ("POST", "/api/v1/submissions/{submission_id}/withdraw"): TEAM,
+    # The submission page's withdraw form: the team's token travels in the form, so the route
+    # itself is open and answers a missing or wrong token with a redirect saying so.
+    ("POST", "/submissions/{submission_id}/withdraw"): PUBLIC,
+    ("GET", "/api/v1/leaderboard/final"): PUBLIC,
+    ("GET", "/final"): PUBLIC,
 }
 # Bodies that would succeed for an organiser, so a refusal is the auth check and not validation.
 BODIES: dict[str, dict[str, Any]] = {

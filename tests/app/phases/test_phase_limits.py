@@ -104,7 +104,7 @@ def test_total_limit_of_a_phase_says_it_resets_when_the_next_phase_opens(
 def test_refused_and_failed_files_cost_nothing(client: Any, settings: Any, make_team: Any,
                                                make_predictions: Any) -> None:
     setup(client, settings, START + timedelta(days=1), daily=1)
-    team, token = make_team("alpha")
+    _team, token = make_team("alpha")
     bad = upload(client, token, b"row_id,ctr,cvr\n0,2,0.5\n")
     assert bad.status_code == 422
     first = upload(client, token, make_predictions(seed=1)[0])
