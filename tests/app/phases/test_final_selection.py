@@ -22,7 +22,7 @@ AFTER = START + timedelta(days=25)
 @pytest.fixture
 def phase_client(world: World) -> Iterator[tuple[Any, SetClock]]:
     gen = app_client(world)
-    client = next(gen)
+    client: Any = next(gen)
     clock = SetClock(DURING)
     client.app.state.clock = clock
     try:
@@ -121,6 +121,7 @@ def test_lock_auto_selects_best_public_and_ranks_on_private_of_selected_only(
     private = world.session.execute(select(Score.auc).where(
         Score.submission_id == chosen.id, Score.split == "private", Score.task == "ctr")
     ).scalar_one()
+    assert private is not None
     assert rows["alpha"]["countries"]["NL"]["cells"]["ctr"]["auc"] == round(private, 6)
     assert rows["alpha"]["countries"]["NL"]["cells"]["ctr"]["group"] is not None
     assert hidden_gem.id not in {c["submission_id"] for r in rows.values()
@@ -175,7 +176,7 @@ def test_withdrawn_entry_leaves_the_board_organisers_still_see_it(
         world: World, phase_client: tuple[Any, SetClock]) -> None:
     client, _ = phase_client
     a, a_token = team(world, "alpha")
-    b, b_token = team(world, "beta")
+    _, b_token = team(world, "beta")
     _, org_token = team(world, "org", organiser=True)
     sub = entry(world, a, 1.0, 1.0, 1)
     assert client.post(f"/api/v1/submissions/{sub.id}/withdraw",
