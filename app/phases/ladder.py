@@ -3,9 +3,10 @@
 A team's public figure in a country changes only when a new submission beats the team's shown
 best there: for each task, a one-sided paired DeLong test on the public rows (new > best); the
 smallest p-value, Bonferroni-corrected for the number of tasks tested, must be under the level
-(`ladder_level`, default 0.05). Otherwise the submission's public figures are withheld from
-participants and the team's best stays what it was ("not significantly better than your best
-(p = …)"). Organisers see every figure.
+(`ladder_level`, default 0.05), and the mean public AUC over the tasks must be higher.
+Otherwise the submission's public figures are withheld from participants and the team's best
+stays what it was ("not significantly better than your best (p = …)"). Organisers see every
+figure.
 
 `decide` is the one decision rule: the service's stored decisions and
 `benchmarks/bench_ladder.py` both call it.
@@ -44,26 +45,30 @@ class Decision:
     p_value: float | None  # None: nothing to test against (a first entry), or untestable
 
 
-def one_sided_p(labels: npt.NDArray[np.integer] | npt.NDArray[np.bool_],
-                new: npt.NDArray[np.floating], best: npt.NDArray[np.floating]) -> float | None:
-    """P(AUC(new) > AUC(best) by chance) on these rows: the paired DeLong z, one-sided; None
-    when the rows hold one class only."""
+def one_sided(labels: npt.NDArray[np.integer] | npt.NDArray[np.bool_],
+              new: npt.NDArray[np.floating], best: npt.NDArray[np.floating]
+              ) -> tuple[float, float, float] | None:
+    """(AUC new, AUC best, one-sided p of "new is better by chance") from the paired DeLong
+    test on these rows; None when the rows hold one class only."""
     test = delong_paired_test(labels, new, best)
     if test.auc_a is None or test.auc_b is None:
         return None
     if test.variance <= 0.0:
-        return 1.0  # the same ranking: no improvement at all
-    return 0.5 * math.erfc(test.z / math.sqrt(2.0))
+        return test.auc_a, test.auc_b, 1.0  # the same ranking: no improvement at all
+    return test.auc_a, test.auc_b, 0.5 * math.erfc(test.z / math.sqrt(2.0))
 
 
 def decide(columns: Sequence[Column], level: float) -> Decision:
-    """Release a new figure only when the new scores beat the best ones in at least one
-    column, significantly after a Bonferroni correction over the columns tested."""
-    ps = [p for labels, new, best in columns if (p := one_sided_p(labels, new, best)) is not None]
-    if not ps:
+    """Release a new figure only when the new scores beat the best ones: a higher mean AUC over
+    the columns, and significantly better in at least one column after a Bonferroni correction
+    over the columns tested (so one lucky column of few positives cannot release a worse
+    entry)."""
+    tests = [t for labels, new, best in columns if (t := one_sided(labels, new, best))]
+    if not tests:
         return Decision(released=False, p_value=None)
-    p = min(1.0, len(ps) * min(ps))
-    return Decision(released=p < level, p_value=p)
+    p = min(1.0, len(tests) * min(t[2] for t in tests))
+    higher = sum(t[0] for t in tests) > sum(t[1] for t in tests)
+    return Decision(released=p < level and higher, p_value=p)
 
 
 def message(decision: LadderDecision | Decision) -> str:
@@ -75,7 +80,7 @@ def message(decision: LadderDecision | Decision) -> str:
     return f"not significantly better than your best (p = {decision.p_value:.3g})"
 
 
-def _public_columns(data: PreparedData, new: object, best: object) -> list[Column]:
+def public_columns(data: PreparedData, new: object, best: object) -> list[Column]:
     click = np.asarray(data.click)
     conversion = np.asarray(data.conversion)
     public = np.asarray(data.public, dtype=bool)
@@ -145,7 +150,7 @@ def _test(settings: Settings, opened: dict[str, PreparedData | None], sub: Submi
     best_predictions = load_predictions(settings, best) if best is not None else None
     if data is None or new_predictions is None or best_predictions is None:
         return Decision(released=False, p_value=None)
-    return decide(_public_columns(data, new_predictions, best_predictions), level)
+    return decide(public_columns(data, new_predictions, best_predictions), level)
 
 
 def decisions(session: Session, ids: Sequence[int]) -> dict[int, LadderDecision]:
