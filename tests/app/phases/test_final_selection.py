@@ -188,3 +188,46 @@ def test_withdrawn_entry_leaves_the_board_organisers_still_see_it(
     assert seen["withdrawn"] is True
     audit = client.get("/api/v1/organiser/audit", headers=bearer(org_token)).json()
     assert any(e["action"] == "withdraw" and e["target_id"] == sub.id for e in audit)
+
+
+def test_the_submission_page_form_withdraws_with_the_teams_token(
+        world: World, phase_client: tuple[Any, SetClock]) -> None:
+    client, _ = phase_client
+    a, a_token = team(world, "alpha")
+    _, b_token = team(world, "beta")
+    sub = entry(world, a, 1.0, 1.0, 1)
+    assert 'action="/submissions/' in client.get(f"/submissions/{sub.id}").text
+    for token, outcome in ((b_token, "err=not_found"), ("wrong", "err=token")):
+        refused = client.post(f"/submissions/{sub.id}/withdraw", data={"token": token},
+                              follow_redirects=False)
+        assert refused.status_code == 303 and refused.headers["location"].endswith(outcome)
+    assert len(client.get("/api/v1/leaderboard").json()["entries"]) == 1
+    done = client.post(f"/submissions/{sub.id}/withdraw", data={"token": a_token},
+                       follow_redirects=False)
+    assert done.headers["location"].endswith("msg=withdrawn")
+    assert client.get("/api/v1/leaderboard").json()["entries"] == []
+
+
+def test_the_lock_happens_once(world: World, phase_client: tuple[Any, SetClock]) -> None:
+    from sqlalchemy import func
+
+    from app.db import session_factory
+    from app.models import AuditLog, FinalEntry, Selection
+    from app.phases import store
+    from app.phases.selection import ensure_locked
+
+    set_challenge(world.settings, challenge_toml())
+    a, _ = team(world, "alpha")
+    entry(world, a, 1.0, 1.0, 1)
+    entry(world, a, 2.0, 2.0, 2)
+    factory = session_factory(world.engine)
+    for _ in range(2):
+        with factory() as session:
+            assert ensure_locked(session, store.load(session), AFTER)
+    world.session.expire_all()
+    count = world.session.execute
+    assert count(select(func.count()).select_from(FinalEntry)).scalar_one() == 1
+    assert count(select(func.count()).select_from(Selection)
+                 .where(Selection.auto.is_(True))).scalar_one() == 2
+    assert count(select(func.count()).select_from(AuditLog)
+                 .where(AuditLog.action == "lock")).scalar_one() == 1
