@@ -22,6 +22,10 @@ from app.jobs.queue import Queue
 from app.leaderboard.router import api_router as leaderboard_api
 from app.leaderboard.router import pages_router as leaderboard_pages
 from app.organiser.router import router as organiser_router
+from app.phases.clock import SYSTEM_CLOCK
+from app.phases.router import pages as phases_pages
+from app.phases.router import router as phases_router
+from app.phases.store import load_file_at_start
 from app.submissions.router import router as submissions_router
 from app.teams.router import router as teams_router
 from app.web.router import router as web_router
@@ -80,6 +84,9 @@ def create_app(settings: Settings | None = None, queue: Queue | None = None) -> 
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if settings.challenge_file is not None:
+            # A bad file stops the start here, with every problem named.
+            load_file_at_start(settings.challenge_file, _app.state.session_factory)
         yield
         engine.dispose()
         if owned_queue:
@@ -98,12 +105,15 @@ def create_app(settings: Settings | None = None, queue: Queue | None = None) -> 
     app.state.queue = jobs
     app.state.engine = engine
     app.state.session_factory = session_factory(engine)
+    app.state.clock = SYSTEM_CLOCK  # every phase decision reads this one clock
     install_handlers(app)
     app.add_middleware(BodyCap)
     app.include_router(submissions_router, prefix=API_PREFIX)
     app.include_router(teams_router, prefix=API_PREFIX)
+    app.include_router(phases_router, prefix=API_PREFIX)
     _include_leaderboard(app)
     app.include_router(organiser_router)
+    app.include_router(phases_pages)
     app.include_router(web_router)
 
     @app.get("/health", response_model=Health, tags=["service"],

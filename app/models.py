@@ -19,6 +19,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.sql.expression import false
 from sqlalchemy.types import TypeDecorator
 
 from app.db import Base
@@ -102,6 +103,7 @@ class Submission(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(200), default=None)
     hidden: Mapped[bool] = mapped_column(Boolean, default=False)
     disqualified: Mapped[bool] = mapped_column(Boolean, default=False)
+    withdrawn: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
@@ -180,6 +182,10 @@ class ChallengeState(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     revealed: Mapped[bool] = mapped_column(Boolean, default=False)
     revealed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # The challenge file's text (app.phases.schedule); None: no schedule, open for ever.
+    schedule_toml: Mapped[str | None] = mapped_column(Text, default=None)
+    # When the selections locked and the final board was frozen (the end, first noticed).
+    locked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
 
 class Rescore(Base):
@@ -203,3 +209,53 @@ class Rescore(Base):
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+class Selection(Base):
+    """A submission a team chose to count for the final ranking (or one chosen for it at the
+    lock, `auto`)."""
+
+    __tablename__ = "selection"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    submission_id: Mapped[int] = mapped_column(
+        ForeignKey("submission.id", ondelete="CASCADE"), unique=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("team.id"), index=True)
+    country: Mapped[str] = mapped_column(String(2))
+    auto: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class LadderDecision(Base):
+    """Whether a submission's public figure was released under ladder feedback: decided once,
+    in the order submissions are seen scored, against the team's shown best at that time."""
+
+    __tablename__ = "ladder_decision"
+
+    submission_id: Mapped[int] = mapped_column(
+        ForeignKey("submission.id", ondelete="CASCADE"), primary_key=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("team.id"), index=True)
+    country: Mapped[str] = mapped_column(String(2))
+    released: Mapped[bool] = mapped_column(Boolean)
+    p_value: Mapped[float | None] = mapped_column(Float, default=None)
+    best_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class FinalEntry(Base):
+    """The final board as published at the lock: per team and country, the selected entry with
+    the best private score and its figures then. A later rescore never changes these rows."""
+
+    __tablename__ = "final_entry"
+    __table_args__ = (UniqueConstraint("team_id", "country", name="uq_final_entry_team_country"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("team.id"))
+    country: Mapped[str] = mapped_column(String(2))
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submission.id", ondelete="CASCADE"))
+    method: Mapped[str] = mapped_column(String(100))
+    auto: Mapped[bool] = mapped_column(Boolean, default=False)
+    scorer_version: Mapped[str] = mapped_column(String(32))
+    # {"ctr": {"auc": x, "ci_low": l, "ci_high": h, "n_pos": p, "n_neg": n}, ...}
+    scores: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -104,7 +104,8 @@ def postgres_database() -> Iterator[str]:
 
 
 # The challenge state's row is the migration's: reset, never emptied.
-TABLES = ("score", "verification", "rescore", "audit_log", "submission", "api_token", "team")
+TABLES = ("score", "verification", "rescore", "audit_log", "selection", "ladder_decision",
+          "final_entry", "submission", "api_token", "team")
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -117,7 +118,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path
     engine = create_engine(url)
     with engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
-        conn.execute(text("UPDATE challenge_state SET revealed = false, revealed_at = NULL"))
+        conn.execute(text("UPDATE challenge_state SET revealed = false, revealed_at = NULL, "
+                          "schedule_toml = NULL, locked_at = NULL"))
     engine.dispose()
     return url
 

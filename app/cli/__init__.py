@@ -13,7 +13,7 @@ from baselines.config import CHALLENGE_MODELS
 from evaluator.cli import data_app, score
 
 from .admin import admin_app
-from .participant import status, submit
+from .participant import select, status, submit, unselect
 from .service import db_app, exit_on_sigterm, serve, worker
 
 cli = typer.Typer(help="MTME challenge leaderboard: data, scoring, service, baselines.",
@@ -27,6 +27,8 @@ cli.command()(serve)
 cli.command()(worker)
 cli.command()(submit)
 cli.command()(status)
+cli.command()(select)
+cli.command()(unselect)
 
 
 @cli.command()

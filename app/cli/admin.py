@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -205,3 +206,62 @@ def audit(limit: int = typer.Option(50, "--limit", min=1, max=10_000)) -> None:
     with db_session() as session:
         for entry in service.audit_entries(session, limit):
             typer.echo(json.dumps(entry, ensure_ascii=False))
+
+
+challenge_app = typer.Typer(help="The challenge file: phases, limits, selection, feedback.",
+                            no_args_is_help=True)
+admin_app.add_typer(challenge_app, name="challenge")
+
+
+@challenge_app.command("set")
+def challenge_set(path: Path = typer.Argument(..., exists=True, dir_okay=False,
+                                              help="the TOML challenge file"),
+                  actor: str | None = AS_OPTION) -> None:
+    """Validate a challenge file and store it: every process follows it from now on."""
+    from datetime import UTC, datetime
+
+    from app.phases import store
+    from app.phases.schedule import ScheduleError
+
+    text = path.read_text(encoding="utf-8")
+    with db_session() as session:
+        try:
+            schedule = store.set_schedule(session, organiser(session, actor), text,
+                                          f"admin challenge set {path}")
+        except ScheduleError as exc:
+            for where, what in exc.problems:
+                typer.echo(f"error: {path}: {where}: {what}", err=True)
+            raise typer.Exit(1) from exc
+    body = schedule.as_json(datetime.now(UTC))
+    typer.echo(f"challenge file stored: {len(schedule.phases)} phases, end "
+               f"{body['end']}, feedback {schedule.feedback}", err=True)
+
+
+@challenge_app.command("clear")
+def challenge_clear(actor: str | None = AS_OPTION) -> None:
+    """Forget the challenge file: open for ever with LB_DAILY_QUOTA, as without one."""
+    from app.phases import store
+
+    with db_session() as session:
+        store.set_schedule(session, organiser(session, actor), None, "admin challenge clear")
+    typer.echo("challenge file cleared", err=True)
+
+
+@challenge_app.command("show")
+def challenge_show(toml: bool = typer.Option(False, "--toml", help="the stored file's text")
+                   ) -> None:
+    """The stored schedule as JSON (phases, current phase, end, rules), or its TOML text."""
+    from datetime import UTC, datetime
+
+    from app import challenge
+    from app.phases import store
+
+    with db_session() as session:
+        schedule = store.load(session)
+        state = challenge.state(session)
+        if toml:
+            print(state.schedule_toml or "", end="")
+            return
+        body = schedule.as_json(datetime.now(UTC))
+        body["locked_at"] = state.locked_at.isoformat() if state.locked_at else None
+    print(json.dumps(body, indent=2))

@@ -118,6 +118,15 @@ class Client:
         path = SUBMISSIONS_PATH + (f"/{submission_id}" if submission_id is not None else "")
         return _check(self.http.get(path, headers=self._auth, timeout=timeout))
 
+    def select(self, submission_id: int, selected: bool = True,
+               timeout: float = 60.0) -> dict[str, Any]:
+        """Count a submission for the final ranking (or stop counting it)."""
+        method = "PUT" if selected else "DELETE"
+        result: dict[str, Any] = _check(self.http.request(
+            method, f"{SUBMISSIONS_PATH}/{submission_id}/selection", headers=self._auth,
+            timeout=timeout))
+        return result
+
     def wait_until_finished(self, submission_id: int, timeout_s: float = 600.0,
                             poll_s: float = 2.0) -> dict[str, Any]:
         """Poll a submission until it is scored or failed, or the time is up."""

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -110,11 +111,56 @@ def build_data(plan: DemoPlan, say: Say) -> None:
             f"{meta.n_conversions:,} purchases")
 
 
+CHALLENGE_FILE = "challenge.toml"
+DEMO_DAYS = 14
+
+
+def challenge_file_text(start: datetime) -> str:
+    """The demo's schedule, relative to its first start: development open now for two weeks
+    (the end), then a post-challenge phase for a year."""
+    def stamp(at: datetime) -> str:
+        return at.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    opens = start.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    end = opens + timedelta(days=DEMO_DAYS)
+    return f"""# The demo's challenge file (docs/challenge-file.md), written at its first start.
+selection_limit = 2     # scored submissions per team and country that count at the end
+feedback = "ladder"     # a public figure changes only when significantly better
+ladder_level = 0.05
+reveal = "at_end"       # the private split shows by itself at the end
+
+[[phase]]
+name = "development"
+opens = {stamp(opens)}
+closes = {stamp(end)}   # the end of the challenge: selections lock, the final board freezes
+kinds = ["file", "checkpoint"]
+daily_limit = 5
+total_limit = 100
+
+[[phase]]
+name = "post-challenge"
+opens = {stamp(end)}
+closes = {stamp(end + timedelta(days=365))}
+kinds = ["file", "checkpoint"]
+daily_limit = 5
+post_challenge = true   # shown apart, never in the final ranking
+"""
+
+
+def write_challenge_file(plan: DemoPlan, say: Say) -> None:
+    path = plan.folder / CHALLENGE_FILE
+    path.write_text(challenge_file_text(datetime.now(UTC)))
+    say(f"challenge file {path}: development phase open now for {DEMO_DAYS} days, then "
+        "post-challenge")
+
+
 def service_env(plan: DemoPlan) -> dict[str, str]:
     # The demo is SQLite and the SQLite queue: whatever LB_ settings the shell has would
     # point it at other servers or another data folder.
     env = {k: v for k, v in os.environ.items() if not k.startswith("LB_")}
     env.update({"LB_DATA_DIR": str(plan.folder.resolve()), "LB_ENV": "development"})
+    if (plan.folder / CHALLENGE_FILE).is_file():
+        env["LB_CHALLENGE_FILE"] = str((plan.folder / CHALLENGE_FILE).resolve())
     return env
 
 
@@ -361,6 +407,7 @@ def run_demo(plan: DemoPlan, say: Say, *, keep_serving: bool = True) -> None:
     reused = claim_folder(plan, say)
     if not reused:
         build_data(plan, say)
+        write_challenge_file(plan, say)
         tokens = create_teams(plan, say)
     else:
         tokens = json.loads((plan.folder / TOKENS_FILE).read_text())

@@ -85,5 +85,38 @@ def status(
         print(json.dumps(result, indent=2))
         return
     for sub in result:
+        marks = [f"selected ({sub['selection']})" if sub.get("selection") else "",
+                 "withdrawn" if sub.get("withdrawn") else "",
+                 "post-challenge" if sub.get("post_challenge") else ""]
+        flags = "  ".join(m for m in marks if m)
         print(f"{sub['id']:>6}  {sub['country']}  {sub['state']:<8}  {sub['method']}"
-              + (f"  ({sub['reason']})" if sub.get("reason") else ""))
+              + (f"  [{flags}]" if flags else "")
+              + (f"  ({sub['reason']})" if sub.get("reason") else "")
+              + (f"  {sub['feedback']}" if sub.get("feedback") else ""))
+
+
+def _selection(submission_id: int, server: str, token: str, selected: bool) -> None:
+    try:
+        with connect(server, token) as client:
+            result = client.select(submission_id, selected)
+    except ClientError as exc:
+        raise _refused(exc) from exc
+    except httpx.HTTPError as exc:
+        raise _unreachable(server, exc) from exc
+    chosen = ", ".join(map(str, result["selected_in_country"])) or "none"
+    state = "selected" if result["selected"] else "not selected"
+    typer.echo(f"submission {submission_id} {state}; selected in {result['country']}: "
+               f"{chosen} (at most {result['limit']})")
+
+
+def select(submission_id: int = typer.Argument(..., min=1),
+           server: str = SERVER_OPTION, token: str = TOKEN_OPTION) -> None:
+    """Count a scored submission for the final ranking (up to the selection limit a
+    country)."""
+    _selection(submission_id, server, token, True)
+
+
+def unselect(submission_id: int = typer.Argument(..., min=1),
+             server: str = SERVER_OPTION, token: str = TOKEN_OPTION) -> None:
+    """Stop counting a submission for the final ranking."""
+    _selection(submission_id, server, token, False)

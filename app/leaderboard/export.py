@@ -32,12 +32,12 @@ def _round(value: float | None, digits: int = 6) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def cell_json(cell: Cell) -> dict[str, Any]:
+def cell_json(cell: Cell, digits: int = 6) -> dict[str, Any]:
     data: dict[str, Any] = {
         "submission_id": cell.submission_id,
-        "auc": _round(cell.auc),
-        "ci_low": _round(cell.ci_low),
-        "ci_high": _round(cell.ci_high),
+        "auc": _round(cell.auc, digits),
+        "ci_low": _round(cell.ci_low, digits),
+        "ci_high": _round(cell.ci_high, digits),
         "logloss": _round(cell.logloss),
         "n_pos": cell.n_pos,
         "n_neg": cell.n_neg,
@@ -45,6 +45,7 @@ def cell_json(cell: Cell) -> dict[str, Any]:
         "p_value_vs_group_leader": _round(cell.p_value, 8),
         "best": cell.best,
         "verified": cell.verified,
+        "post_challenge": cell.post_challenge,
     }
     if cell.auc is None:
         data["reason"] = cell.reason
@@ -69,6 +70,7 @@ def board_json(board: Board) -> dict[str, Any]:
         "groups": {"state": board.groups, "rule": board.group_rule},
         "scorer_versions": board.scorer_versions,
         "generated_at": board.generated_at.isoformat(),
+        "digits": board.digits,
         "columns": [{"country": c, "task": t} for c, t in board.columns],
         "ranked_columns": [{"country": c, "task": t} for c, t in board.ranked_columns],
         "entries": [
@@ -77,12 +79,13 @@ def board_json(board: Board) -> dict[str, Any]:
                 "team": row.team,
                 "method": row.method,
                 "baseline": row.is_baseline,
-                "mean_auc": _round(row.mean_auc),
+                "mean_auc": _round(row.mean_auc, board.digits),
                 "average_rank": _round(row.average_rank, 4),
                 "complete": row.complete,
                 "n_cells": row.n_cells,
                 "submissions": dict(row.submissions),
-                "cells": _nested({c: cell_json(cell) for c, cell in row.cells.items()}),
+                "cells": _nested({c: cell_json(cell, board.digits)
+                                  for c, cell in row.cells.items()}),
             }
             for row in board.rows
         ],
@@ -111,7 +114,7 @@ def board_csv(board: Board) -> str:
                    f"{prefix}_submission_id"]
     writer.writerow(header)
 
-    def number(value: float | None, digits: int = 6) -> str:
+    def number(value: float | None, digits: int = board.digits) -> str:
         return "" if value is None else f"{value:.{digits}f}"
 
     for row in board.rows:

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app import challenge
-from app.models import AuditLog, Score, Submission, Team, Verification
+from app.models import AuditLog, LadderDecision, Score, Submission, Team, Verification
 from evaluator.schema import SPLITS, TASKS, Country, Split, Task, parse_country
 
 from .view import Entry, TaskResult
@@ -37,6 +37,7 @@ def version_token(session: Session) -> tuple[Any, ...]:
             select(func.count(Team.id)).scalar_subquery(),
             select(func.count(Verification.id)).where(Verification.verified.is_not(None))
             .scalar_subquery(),
+            select(func.count()).select_from(LadderDecision).scalar_subquery(),
         )
     ).one()
     return (*tuple(row), challenge.is_revealed(session))
@@ -61,7 +62,8 @@ def visible_entries(session: Session, split: Split) -> list[Entry]:
         .join(Team, Team.id == Submission.team_id)
         .join(Score, Score.submission_id == Submission.id)
         .where(Submission.state.in_(ON_BOARD_STATES), Submission.hidden.is_(False),
-               Submission.disqualified.is_(False), Score.split == split)
+               Submission.disqualified.is_(False), Submission.withdrawn.is_(False),
+               Score.split == split)
     ).all()
     heads: dict[int, tuple[Any, ...]] = {}
     versions: dict[int, dict[str, dict[str, TaskResult]]] = {}

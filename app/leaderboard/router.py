@@ -12,17 +12,23 @@ from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from app import challenge
+from app.auth import team_for_token
 from app.deps import IdPath, SessionDep, parse_id
 from app.disclosure import full_precision, shown
-from app.errors import NotFound
+from app.errors import AppError, NotFound
+from app.phases import ladder
+from app.phases import store as phases_store
+from app.phases.clock import SYSTEM_CLOCK
+from app.phases.selection import ensure_locked
 from app.web.session import is_organiser_request
 from evaluator.schema import COUNTRIES, Country, Split, parse_country
 
 from . import repository
 from .export import board_csv, board_json
+from .final import FinalBoard, final_board, final_csv, final_json
 from .pages import country_page as render_country_page
 from .pages import overall_page, render, roc_plots
-from .service import Encoded, LeaderboardService
+from .service import PARTICIPANT_DIGITS, Audience, Encoded, LeaderboardService
 from .view import TASK_LABELS, Board, Ranking
 
 api_router = APIRouter(tags=["leaderboard"])
@@ -36,9 +42,26 @@ def get_service(request: Request) -> LeaderboardService:
     state = request.app.state
     service: LeaderboardService | None = getattr(state, "leaderboard", None)
     if service is None:
-        service = LeaderboardService(state.settings)
+        # The app's one clock, read at each build: a test or demo may set it after this.
+        service = LeaderboardService(state.settings,
+                                     lambda: getattr(state, "clock", SYSTEM_CLOCK).now())
         state.leaderboard = service
     return service
+
+
+def _is_organiser(request: Request, session: Any) -> bool:
+    """An organiser's page cookie or bearer token: they see full precision and every figure."""
+    if is_organiser_request(request, session):
+        return True
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        team = team_for_token(session, header[7:].strip())
+        return team is not None and bool(team.is_organiser)
+    return False
+
+
+def _audience(request: Request, session: Any) -> Audience:
+    return "organiser" if _is_organiser(request, session) else "public"
 
 
 ServiceDep = Annotated[LeaderboardService, Depends(get_service)]
@@ -87,10 +110,17 @@ def _build_encoded(request: Request, kind: str, country: Country | None,
     service = get_service(request)
     session = request.app.state.session_factory()
     try:
-        return service.rendered(session, kind, country, ranking, RENDERERS[kind])
+        audience = _audience(request, session) if _may_be_organiser(request) else "public"
+        # The first reader after the end locks the selections (and reveals, when at_end).
+        ensure_locked(session, phases_store.load(session), service.now())
+        return service.rendered(session, kind, country, ranking, RENDERERS[kind], audience)
     finally:
         session.rollback()
         session.close()
+
+
+def _may_be_organiser(request: Request) -> bool:
+    return "authorization" in request.headers or bool(request.cookies)
 
 
 async def _board_response(request: Request, kind: str, country: Country | None,
@@ -98,7 +128,9 @@ async def _board_response(request: Request, kind: str, country: Country | None,
     """Served straight from memory while the cache is fresh (no DB, no thread hop); otherwise
     the version check, and a rebuild when something changed, run in a worker thread."""
     service = get_service(request)
-    encoded: Encoded | None = service.fresh(service.render_key(kind, country, ranking))
+    encoded: Encoded | None = None
+    if not _may_be_organiser(request):
+        encoded = service.fresh(service.render_key(kind, country, ranking))
     if encoded is None:
         encoded = await run_in_threadpool(_build_encoded, request, kind, country, ranking)
     return _encoded_response(request, encoded, kind, country)
@@ -112,6 +144,30 @@ async def _board_response(request: Request, kind: str, country: Country | None,
 async def leaderboard(request: Request, ranking: RankQuery = "mean_auc",
                       fmt: FormatQuery = "json") -> Response:
     return await _board_response(request, fmt, None, ranking)
+
+
+def _final(request: Request, session: Any, ranking: Ranking) -> FinalBoard:
+    service = get_service(request)
+    now = service.now()
+    schedule = phases_store.load(session)
+    return final_board(service, session, schedule, now,
+                       organiser=_is_organiser(request, session), ranking=ranking)
+
+
+@api_router.get(
+    "/leaderboard/final",
+    summary="The final board (after the end): one row per team, its best private score per "
+            "country among its selected submissions, frozen at the end",
+    responses={200: {"content": {"text/csv": {}}},
+               409: {"description": "challenge_not_ended (organisers see a preview)"}},
+)
+def final_leaderboard(request: Request, session: SessionDep, ranking: RankQuery = "mean_auc",
+                      fmt: FormatQuery = "json") -> Response:
+    final = _final(request, session, ranking)
+    if fmt == "csv":
+        return Response(final_csv(final), media_type=CSV_MEDIA_TYPE, headers={
+            "Content-Disposition": 'attachment; filename="leaderboard-final.csv"'})
+    return Response(_json_bytes(final_json(final)), media_type="application/json")
 
 
 @api_router.get(
@@ -163,6 +219,7 @@ def submission_result(submission_id: IdPath, request: Request,
         raise NotFound(f"no visible scored submission {submission_id}")
     revealed = challenge.is_revealed(session)
     splits = challenge.splits_for(revealed)
+    feedback = _for_participants(request, session, detail)
     detail = _as_shown(detail, full_precision(organiser=is_organiser_request(request, session),
                                               revealed=revealed))
     data = {
@@ -174,10 +231,51 @@ def submission_result(submission_id: IdPath, request: Request,
         "scores": {split: {task: asdict(result) for task, result in tasks.items()}
                    for split, tasks in detail.scores.items() if split in splits},
     }
+    if feedback is not None:
+        data["feedback"] = feedback
     return Response(_json_bytes(data), media_type="application/json")
 
 
+def _for_participants(request: Request, session: Any,
+                      detail: repository.SubmissionDetail) -> str | None:
+    """Participants' view of a submission during a scheduled challenge: public figures rounded,
+    none at all of one the ladder withheld (its feedback returned instead). Changes `detail`."""
+    if _is_organiser(request, session):
+        return None
+    service = get_service(request)
+    now = service.now()
+    schedule = phases_store.load(session)
+    feedback: str | None = None
+    if schedule.ladder_active(now):
+        ladder.ensure_decisions(session, service.settings, schedule)
+        decision = ladder.decisions(session, [detail.id]).get(detail.id)
+        if decision is not None:
+            feedback = ladder.message(decision)
+            if not decision.released:
+                detail.scores.pop("public", None)
+    if schedule.rounds_for_participants(now) and "public" in detail.scores:
+        detail.scores["public"] = {
+            task: replace(r, auc=_r4(r.auc), ci_low=_r4(r.ci_low), ci_high=_r4(r.ci_high))
+            for task, r in detail.scores["public"].items()}
+    return feedback
+
+
+def _r4(value: float | None) -> float | None:
+    return None if value is None else round(value, PARTICIPANT_DIGITS)
+
+
 # ---------------------------------------------------------------------------------- pages
+
+
+@pages_router.get("/final", response_class=HTMLResponse)
+def final_page(request: Request, session: SessionDep,
+               ranking: RankQuery = "mean_auc") -> HTMLResponse:
+    try:
+        final = _final(request, session, ranking)
+    except AppError as exc:
+        message = exc.detail["message"] if isinstance(exc.detail, dict) else str(exc.detail)
+        return _page(render("error.html", title="Not yet", message=message), exc.status)
+    return _page(render("final.html", final=final, board=final.board, nav="final"))
 
 
 def _page(html: str, status: int = 200) -> HTMLResponse:
@@ -213,6 +311,7 @@ def submission_page(submission_id: str, request: Request, session: SessionDep,
         return _not_found(f"No visible scored submission {submission_id}.")
     revealed = challenge.is_revealed(session)
     splits = challenge.splits_for(revealed)
+    feedback = _for_participants(request, session, detail)
     split: Split = challenge.board_split(revealed)
     detail = _as_shown(detail, full_precision(organiser=is_organiser_request(request, session),
                                               revealed=revealed))
@@ -224,5 +323,6 @@ def submission_page(submission_id: str, request: Request, session: SessionDep,
             for task, r in scores.get(split, {}).items()}
     html = render("submission.html", sub={**detail.__dict__, "scores": scores},
                   roc_plots=roc_plots(curves, aucs) if curves else [], roc_split=split,
-                  roc_note=note, nav=detail.country, task_labels=TASK_LABELS)
+                  roc_note=note, nav=detail.country, task_labels=TASK_LABELS,
+                  feedback=feedback)
     return _page(html)

@@ -15,10 +15,10 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 from sqlalchemy.orm import Session
@@ -26,6 +26,9 @@ from sqlalchemy.orm import Session
 from app import challenge
 from app.config import Settings
 from app.models import Submission
+from app.phases import ladder
+from app.phases import store as phases_store
+from app.phases.selection import ensure_locked
 from app.storage import load_predictions
 from evaluator.compare import roc_quantile_points
 from evaluator.data.prepared import META_FILE, PreparedData, PreparedDataError
@@ -41,6 +44,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 ROC_CACHE_SIZE = 256
+PARTICIPANT_DIGITS = 4
 
 
 @dataclass(frozen=True)
@@ -59,9 +63,13 @@ class Encoded:
                    etag=f'"{digest}"')
 
 
+Audience = Literal["public", "organiser"]
+
+
 class LeaderboardService:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Callable[[], datetime] | None = None) -> None:
         self.settings = settings
+        self.now: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
         self.groups = GroupCache(on_change=self._groups_changed)
         self._lock = threading.Lock()
         self._build_lock = threading.Lock()
@@ -170,42 +178,57 @@ class LeaderboardService:
             self._build_lock.release()
         return value
 
-    def board(self, session: Session, country: Country | None, ranking: Ranking) -> Board:
-        return self._cached(session, ("board", country, ranking),
-                            lambda: self._build(session, country, ranking))
+    def board(self, session: Session, country: Country | None, ranking: Ranking,
+              audience: Audience = "public") -> Board:
+        return self._cached(session, ("board", country, ranking, audience),
+                            lambda: self._build(session, country, ranking, audience))
 
     @staticmethod
-    def render_key(kind: str, country: Country | None, ranking: Ranking) -> tuple[Any, ...]:
-        return ("render", kind, country, ranking)
+    def render_key(kind: str, country: Country | None, ranking: Ranking,
+                   audience: Audience = "public") -> tuple[Any, ...]:
+        return ("render", kind, country, ranking, audience)
 
     def rendered(self, session: Session, kind: str, country: Country | None, ranking: Ranking,
-                 render: Callable[[Board], str | bytes]) -> Encoded:
+                 render: Callable[[Board], str | bytes],
+                 audience: Audience = "public") -> Encoded:
         """A rendering of the board (JSON, CSV, HTML), encoded once, cached like the board."""
 
         def make() -> tuple[Encoded, bool]:
             # Cached even while groups are pending: their completion clears the cache.
-            board = self._build_board(session, country, ranking)
+            board = self._build_board(session, country, ranking, audience)
             return Encoded.of(render(board)), True
 
-        return self._cached(session, self.render_key(kind, country, ranking), make)
+        return self._cached(session, self.render_key(kind, country, ranking, audience), make)
 
     def _build_board(self, session: Session, country: Country | None,
-                     ranking: Ranking) -> Board:
-        key = ("board", country, ranking)
+                     ranking: Ranking, audience: Audience = "public") -> Board:
+        key = ("board", country, ranking, audience)
         with self._lock:
             cached = self._outputs.get(key)
         if cached is not None:
             return cached  # type: ignore[no-any-return]
-        board, _ = self._build(session, country, ranking)
+        board, _ = self._build(session, country, ranking, audience)
         with self._lock:
             self._outputs[key] = board
         return board
 
     def _build(self, session: Session, country: Country | None,
-               ranking: Ranking) -> tuple[Board, bool]:
+               ranking: Ranking, audience: Audience = "public") -> tuple[Board, bool]:
+        now = self.now()
+        schedule = phases_store.load(session)
+        ensure_locked(session, schedule, now)
         revealed = challenge.is_revealed(session)
         split = challenge.board_split(revealed)
         entries = repository.visible_entries(session, split)
+        participant = audience == "public"
+        if participant and schedule.ladder_active(now):
+            # A figure the ladder withheld is not on the participants' board.
+            ladder.ensure_decisions(session, self.settings, schedule)
+            withheld = ladder.withheld_ids(session)
+            entries = [e for e in entries if e.submission_id not in withheld]
+        if schedule.end is not None:
+            entries = [replace(e, post_challenge=schedule.is_post_challenge(e.submitted_at))
+                       for e in entries]
         members = self._column_members(entries, columns_for(country))
         for column_country in {c for c, _task in members}:
             # A test set prepared again drops the groups computed on the old one.
@@ -214,7 +237,9 @@ class LeaderboardService:
                                            self._rows_of)
         board = build_board(entries, split=split, revealed=revealed, country=country,
                             ranking=ranking, groups=groups, groups_state=state,
-                            reported=all_reported_rows(), generated_at=datetime.now(UTC))
+                            reported=all_reported_rows(), generated_at=now)
+        if participant and schedule.rounds_for_participants(now):
+            board.digits = PARTICIPANT_DIGITS
         return board, state != "pending"
 
     @staticmethod

@@ -83,6 +83,7 @@ class Entry:
     scorer_version: str
     results: Mapping[Task, TaskResult]
     verified: bool = False
+    post_challenge: bool = False  # made after the end: shown apart, never ranked finally
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,7 @@ class Cell:
     p_value: float | None = None  # against the leader of its group; None for a leader
     best: bool = False
     verified: bool = False  # the organisers ran its checkpoint and matched the file's AUCs
+    post_challenge: bool = False
 
 
 @dataclass
@@ -145,6 +147,9 @@ class Board:
     generated_at: datetime
     scorer_versions: list[str]
     ranked_columns: tuple[Column, ...] = ()
+    # Decimals of AUCs and intervals in the JSON and CSV: 4 for participants during a
+    # scheduled challenge, 6 otherwise.
+    digits: int = 6
 
     @property
     def formula(self) -> str:
@@ -216,7 +221,7 @@ def build_board(
                     n_pos=result.n_pos, n_neg=result.n_neg, reason=result.reason,
                     group=tie.group if tie is not None and result.auc is not None else None,
                     p_value=shown(tie.p_value, full=revealed) if tie is not None else None,
-                    verified=entry.verified,
+                    verified=entry.verified, post_challenge=entry.post_challenge,
                 )
         rows.append(row)
 

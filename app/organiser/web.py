@@ -42,7 +42,8 @@ MAX_FORM_FIELDS = 8
 MAX_FORM_BYTES = 16 * 1024
 
 
-async def small_form(request: Request) -> dict[str, str] | None:
+async def small_form(request: Request,
+                     max_bytes: int = MAX_FORM_BYTES) -> dict[str, str] | None:
     """The fields of a small url-encoded form, or None when the body is not one.
 
     The body is read with a byte cap whether or not it declares its length, so a huge or
@@ -52,12 +53,12 @@ async def small_form(request: Request) -> dict[str, str] | None:
     if content_type != "application/x-www-form-urlencoded":
         return None
     declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > MAX_FORM_BYTES):
+    if declared is not None and (not declared.isdigit() or int(declared) > max_bytes):
         return None
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
-        if len(body) > MAX_FORM_BYTES:
+        if len(body) > max_bytes:
             return None
     try:
         pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True,
@@ -87,6 +88,7 @@ MESSAGES = {
     "rescore": "{n} submissions queued for scoring again.",
     "reveal": "The private split is revealed: the leaderboard now ranks on it.",
     "unreveal": "The leaderboard shows the public split again.",
+    "challenge": "The challenge file is stored: every process follows it from now on.",
 }
 ERRORS = {
     "token": "That is not an organiser token.",
@@ -130,6 +132,13 @@ def organiser_page(request: Request, session: SessionDep) -> Response:
     if who is None:
         return HTMLResponse(_render("organiser_login.html", error=error))
     team, cookie = who
+    return HTMLResponse(_organiser_html(request, session, team, cookie, message, error))
+
+
+def _organiser_html(request: Request, session: Session, team: Team, cookie: str,
+                    message: str | None, error: str | None,
+                    problems: list[tuple[str, str]] | None = None,
+                    draft: str | None = None) -> str:
     rows = session.execute(
         select(Submission, Team.name).join(Team, Team.id == Submission.team_id)
         .order_by(Submission.id.desc()).limit(PAGE_SUBMISSIONS)
@@ -137,11 +146,12 @@ def organiser_page(request: Request, session: SessionDep) -> Response:
     state = challenge.state(session)
     audit = service.audit_entries(session, 50)
     session.commit()
-    return HTMLResponse(_render(
+    return _render(
         "organiser.html", team=team, csrf=csrf_token(secret_of(request), cookie),
         submissions=[{"s": s, "team": name} for s, name in rows], state=state,
-        audit=audit, message=message, error=error,
-    ))
+        audit=audit, message=message, error=error, schedule_problems=problems or [],
+        schedule_text=draft if draft is not None else (state.schedule_toml or ""),
+    )
 
 
 # The form is read on the event loop (async, capped); everything that touches the database runs
@@ -229,3 +239,40 @@ def _act(request: Request, session: Session, enqueue: Enqueue, team: Team,
     except AppError as exc:
         session.rollback()
         return _redirect(err="notfound" if exc.status == 404 else "reason")
+
+
+CHALLENGE_FORM_BYTES = 64 * 1024
+
+
+@pages.post("/organiser/challenge")
+async def challenge_file(request: Request, session: SessionDep) -> Response:
+    """Store the challenge file typed into the page (empty: no schedule). A refused file
+    comes back in the form with every problem listed, nothing stored."""
+    who = await run_in_threadpool(organiser_from_request, request, session)
+    if who is None:
+        return _redirect(err="login")
+    team, cookie = who
+    form = await small_form(request, CHALLENGE_FORM_BYTES)
+    if form is None:
+        return _redirect(err="form")
+    if not check_csrf(secret_of(request), cookie, str(form.get("csrf", ""))):
+        return _redirect(err="csrf")
+    return await run_in_threadpool(_set_challenge, request, session, team, cookie,
+                                   str(form.get("toml", "")))
+
+
+def _set_challenge(request: Request, session: Session, team: Team, cookie: str,
+                   text: str) -> Response:
+    from app.phases import store
+    from app.phases.schedule import ScheduleError
+
+    try:
+        store.set_schedule(session, team, text if text.strip() else None, "organiser page")
+    except ScheduleError as exc:
+        session.rollback()
+        return HTMLResponse(_organiser_html(request, session, team, cookie, None,
+                                            "The challenge file was refused; nothing changed.",
+                                            exc.problems, text), status_code=422)
+    session.commit()
+    _invalidate(request)
+    return _redirect(msg="challenge")

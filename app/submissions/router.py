@@ -19,6 +19,9 @@ from app.deps import (
 from app.errors import NotFound, error_responses
 from app.jobs.context import enqueue_or_leave_to_reaper
 from app.models import Submission
+from app.phases import ladder
+from app.phases.deps import ChallengeNow
+from app.phases.limits import check_kinds, open_phase
 from app.storage import ArtifactStore, is_full
 from app.submissions import budget, service
 from app.submissions import repository as repo
@@ -74,17 +77,21 @@ _UPLOAD_BODY: dict[str, Any] = {
                 "An `Idempotency-Key` header makes retries safe: the same key from the same "
                 "team returns the first submission. One upload in flight per team (429), a "
                 "per-team storage budget (413) and a daily budget of run-time checkpoint "
-                "failures (429 for checkpoint uploads): see docs/limits.md.",
-    responses=error_responses(400, 401, 409, 413, 422, 429, 507),
+                "failures (429 for checkpoint uploads): see docs/limits.md. Outside every open "
+                "phase 403, a kind the phase doesn't take 422, a phase's limits 429: see "
+                "docs/challenge-file.md.",
+    responses=error_responses(400, 401, 403, 409, 413, 422, 429, 507),
     openapi_extra=_UPLOAD_BODY,
 )
 async def create_submission(
     request: Request, team: CurrentTeam, session: SessionDep, settings: SettingsDep,
-    enqueue: EnqueueDep, _slot: UploadSlot,
+    enqueue: EnqueueDep, moment: ChallengeNow, _slot: UploadSlot,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key",
                                                   max_length=200)] = None,
 ) -> SubmissionAccepted:
     key = service.check_idempotency_key(idempotency_key)
+    # Refused before a byte of the body is read (and so before it costs anything).
+    phase = open_phase(moment.schedule, moment.now)
     store = ArtifactStore.of(settings)
     upload = await receive_upload(request, store.tmp_dir, settings.max_upload_bytes)
     try:
@@ -100,12 +107,14 @@ async def create_submission(
         if earlier is not None:
             return SubmissionAccepted(id=earlier.id, state=earlier.state,  # type: ignore[arg-type]
                                       duplicate=True)
+        check_kinds(phase, set(upload.files))
         await run_in_threadpool(budget.check_upload, session, settings, team, upload)
         checked = await run_in_threadpool(service.validate, settings, upload)
 
         def store_and_commit() -> service.Accepted:
             try:
-                accepted = service.create(session, settings, team, upload, checked, key)
+                accepted = service.create(session, settings, team, upload, checked, key,
+                                          schedule=moment.schedule, now=moment.now)
             except OSError as exc:
                 # Rolled back by the session's owner; an artifact already moved into place is
                 # whole (renamed, never partly written) and simply unreferenced.
@@ -129,18 +138,24 @@ async def create_submission(
 @router.get("/submissions", response_model=list[SubmissionOut],
             summary="The caller's submissions, newest first",
             responses=error_responses(401))
-def list_submissions(team: CurrentTeam, session: SessionDep,
+def list_submissions(team: CurrentTeam, session: SessionDep, settings: SettingsDep,
+                     moment: ChallengeNow,
                      limit: Annotated[int, Query(ge=1, le=500)] = 100,
                      offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0) -> list[SubmissionOut]:
-    return service.list_own(session, team, limit, offset)
+    if moment.schedule.ladder_active(moment.now):
+        ladder.ensure_decisions(session, settings, moment.schedule)
+    return service.list_own(session, team, limit, offset, moment.now)
 
 
 @router.get("/submissions/{submission_id}", response_model=SubmissionOut,
             summary="One submission: state, reason, and the scores the caller may see",
             responses=error_responses(401, 404))
-def get_submission(submission_id: IdPath, team: CurrentTeam, session: SessionDep) -> SubmissionOut:
+def get_submission(submission_id: IdPath, team: CurrentTeam, session: SessionDep,
+                   settings: SettingsDep, moment: ChallengeNow) -> SubmissionOut:
     sub = service.visible_submission(session, team, submission_id)
-    return service.describe(session, team, [sub])[0]
+    if moment.schedule.ladder_active(moment.now):
+        ladder.ensure_decisions(session, settings, moment.schedule)
+    return service.describe(session, team, [sub], moment.now)[0]
 
 
 @router.post("/submissions/{submission_id}/verify", status_code=202,

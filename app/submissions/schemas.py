@@ -47,6 +47,13 @@ class SubmissionOut(BaseModel):
     scores: dict[str, dict[str, ScoreOut]] = Field(
         default_factory=dict,
         description="split → task → score; only the splits the caller may see")
+    selection: Literal["manual", "auto"] | None = Field(
+        None, description="counts for the final ranking: selected by the team, or at the lock")
+    withdrawn: bool = False
+    post_challenge: bool = Field(False, description="made after the end: never ranked finally")
+    feedback: str | None = Field(None, description="ladder feedback: released, or not "
+                                                   "significantly better than your best")
+    feedback_p_value: float | None = None
 
 
 class VerifyRequest(BaseModel):
@@ -73,3 +80,7 @@ class QuotaOut(BaseModel):
     limit: int | None = Field(description="accepted submissions per UTC day; null: unlimited")
     used: int
     resets_at: datetime
+    phase: str | None = Field(None, description="the phase open now; null: none is open")
+    total_limit: int | None = Field(None, description="accepted submissions over the phase")
+    total_used: int = 0
+    total_resets_at: datetime | None = Field(None, description="when the next phase opens")

@@ -7,7 +7,7 @@ import unicodedata
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,9 @@ from app.config import Settings
 from app.disclosure import full_precision, shown
 from app.errors import Conflict, Invalid, NotFound, QuotaExceeded
 from app.models import Score, Submission, Team, Verification
+from app.phases import ladder, limits, store
+from app.phases.schedule import Schedule
+from app.phases.selection import selection_marks
 from app.storage import ArtifactStore
 from app.submissions import repository as repo
 from app.submissions.schemas import QuotaOut, ScoreOut, SubmissionOut, VerificationOut
@@ -29,6 +32,7 @@ from evaluator.predictions import PredictionFileError, parse_prediction_file
 from evaluator.schema import TASKS, parse_country
 
 MAX_METHOD_CHARS = 100
+PARTICIPANT_DIGITS = 4
 MAX_IDEMPOTENCY_KEY = 200
 _KEY_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,200}$")
 
@@ -48,12 +52,15 @@ def quota_exempt(team: Team) -> bool:
     return team.is_organiser or team.is_baseline
 
 
-def quota(session: Session, settings: Settings, team: Team) -> QuotaOut:
-    now = datetime.now(UTC)
-    day = start_of_day(now)
-    return QuotaOut(limit=None if quota_exempt(team) else settings.daily_quota,
-                    used=repo.count_since(session, team.id, day),
-                    resets_at=day + timedelta(days=1))
+def quota(session: Session, settings: Settings, team: Team, *,
+          schedule: Schedule | None = None, now: datetime | None = None) -> QuotaOut:
+    """The team's use of the phase open now: daily (and total, when the phase has one)."""
+    left = limits.quota_left(session, settings, schedule or Schedule.open_ended(), team,
+                             now or datetime.now(UTC))
+    return QuotaOut(limit=left.daily_limit, used=left.daily_used,
+                    resets_at=left.daily_resets_at, phase=left.phase,
+                    total_limit=left.total_limit, total_used=left.total_used,
+                    total_resets_at=left.total_resets_at)
 
 
 def clean_method(value: str) -> str:
@@ -155,7 +162,8 @@ def validate(settings: Settings, upload: Upload) -> Checked:
 
 
 def create(session: Session, settings: Settings, team: Team, upload: Upload, checked: Checked,
-           idempotency_key: str | None) -> Accepted:
+           idempotency_key: str | None, *, schedule: Schedule | None = None,
+           now: datetime | None = None) -> Accepted:
     """Store the artifacts and insert the queued row, the quota checked in the same
     transaction. The caller commits and then enqueues.
 
@@ -168,17 +176,10 @@ def create(session: Session, settings: Settings, team: Team, upload: Upload, che
     earlier = existing_for_key(session, team, idempotency_key)
     if earlier is not None:
         return Accepted(earlier, duplicate=True)
+    # The app's clock stamps the row: phases and limits are judged on one time line.
+    now = now or datetime.now(UTC)
     if not quota_exempt(team):
-        now = datetime.now(UTC)
-        day = start_of_day(now)
-        used = repo.count_since(session, team.id, day)
-        if used >= settings.daily_quota:
-            resets = day + timedelta(days=1)
-            retry_after = max(1, int((resets - now).total_seconds()) + 1)
-            raise QuotaExceeded(
-                {"message": f"the daily quota of {settings.daily_quota} submissions is used up",
-                 "limit": settings.daily_quota, "used": used, "resets_at": resets.isoformat()},
-                headers={"Retry-After": str(retry_after)})
+        limits.check_limits(session, settings, schedule or Schedule.open_ended(), team, now)
     hashes: dict[str, str] = {}
     for name, item in upload.files.items():
         store.adopt(item.path, item.sha256, synced=True)
@@ -188,6 +189,7 @@ def create(session: Session, settings: Settings, team: Team, upload: Upload, che
         file_sha256=hashes.get("file"), checkpoint_sha256=hashes.get("checkpoint"),
         outputs=checked.outputs, file_format=checked.file_format,
         idempotency_key=idempotency_key, attempts=0, hidden=False, disqualified=False,
+        created_at=now,
     )
     session.add(submission)
     try:
@@ -224,16 +226,38 @@ def _scores_by_submission(scores: Sequence[Score], splits: tuple[str, ...], full
     return out
 
 
-def describe(session: Session, team: Team, submissions: Sequence[Submission]
-             ) -> list[SubmissionOut]:
+def _round_public(table: dict[str, dict[str, ScoreOut]]) -> None:
+    for task, score in table.get("public", {}).items():
+        table["public"][task] = score.model_copy(update={
+            k: None if v is None else round(v, PARTICIPANT_DIGITS)
+            for k, v in (("auc", score.auc), ("ci_low", score.ci_low),
+                         ("ci_high", score.ci_high))})
+
+
+def describe(session: Session, team: Team, submissions: Sequence[Submission],
+             now: datetime | None = None) -> list[SubmissionOut]:
+    """The caller's view of submissions. Participants, during a scheduled challenge, get public
+    figures rounded and, under ladder feedback, none of a submission the ladder withheld."""
+    now = now or datetime.now(UTC)
+    schedule = store.load(session)
     splits = challenge.visible_splits(session, team)
     scored = [s.id for s in submissions if s.state == "scored"]
     full = full_precision(organiser=team.is_organiser, revealed=challenge.is_revealed(session))
     scores = _scores_by_submission(repo.scores_of(session, scored), splits, full)
     names = repo.team_names(session, [s.team_id for s in submissions])
+    marks = selection_marks(session, [s.id for s in submissions])
+    participant = not team.is_organiser
+    decided = ladder.decisions(session, scored) if schedule.feedback == "ladder" else {}
     result = []
     for s in submissions:
         version, table = scores.get(s.id, (None, {}))
+        decision = decided.get(s.id)
+        feedback = ladder.message(decision) if decision is not None else None
+        if participant and schedule.ladder_active(now) and decision is not None \
+                and not decision.released:
+            table = {k: v for k, v in table.items() if k != "public"}
+        if participant and schedule.rounds_for_participants(now):
+            _round_public(table)
         result.append(SubmissionOut(
             id=s.id, team=names.get(s.team_id, ""), country=s.country, method=s.method,
             state=s.state,  # type: ignore[arg-type]
@@ -241,7 +265,11 @@ def describe(session: Session, team: Team, submissions: Sequence[Submission]
             has_checkpoint=s.checkpoint_sha256 is not None, outputs=s.outputs,
             file_format=s.file_format, attempts=s.attempts, hidden=s.hidden,
             disqualified=s.disqualified, created_at=s.created_at, started_at=s.started_at,
-            finished_at=s.finished_at, scorer_version=version, scores=table))
+            finished_at=s.finished_at, scorer_version=version, scores=table,
+            selection=marks.get(s.id),  # type: ignore[arg-type]
+            withdrawn=bool(s.withdrawn), post_challenge=schedule.is_post_challenge(s.created_at),
+            feedback=feedback,
+            feedback_p_value=decision.p_value if decision is not None else None))
     return result
 
 
@@ -254,8 +282,9 @@ def visible_submission(session: Session, team: Team, submission_id: int) -> Subm
     return sub
 
 
-def list_own(session: Session, team: Team, limit: int, offset: int) -> list[SubmissionOut]:
-    return describe(session, team, repo.of_team(session, team.id, limit, offset))
+def list_own(session: Session, team: Team, limit: int, offset: int,
+             now: datetime | None = None) -> list[SubmissionOut]:
+    return describe(session, team, repo.of_team(session, team.id, limit, offset), now)
 
 
 def request_verification(session: Session, settings: Settings, actor: Team, submission_id: int,

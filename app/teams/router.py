@@ -7,18 +7,34 @@ from fastapi import APIRouter
 from app.deps import CurrentTeam, IdPath, OrganiserTeam, SessionDep, SettingsDep
 from app.errors import NotFound, error_responses
 from app.models import Team
+from app.phases.deps import ChallengeNow
+from app.phases.selection import team_selections
 from app.submissions.service import quota
 from app.teams import repository as repo
 from app.teams import service
-from app.teams.schemas import IssuedTokenOut, MeOut, TeamCreate, TeamCreated, TeamOut, TokenOut
+from app.teams.schemas import (
+    IssuedTokenOut,
+    MeOut,
+    SelectedOut,
+    TeamCreate,
+    TeamCreated,
+    TeamOut,
+    TokenOut,
+)
 
 router = APIRouter(tags=["teams"])
 
 
-@router.get("/me", response_model=MeOut, summary="The caller's team and today's quota",
+@router.get("/me", response_model=MeOut,
+            summary="The caller's team, its quota in the phase open now, its final selection",
             responses=error_responses(401))
-def me(team: CurrentTeam, session: SessionDep, settings: SettingsDep) -> MeOut:
-    return MeOut(**service.team_out(team).model_dump(), quota=quota(session, settings, team))
+def me(team: CurrentTeam, session: SessionDep, settings: SettingsDep,
+       moment: ChallengeNow) -> MeOut:
+    return MeOut(**service.team_out(team).model_dump(),
+                 quota=quota(session, settings, team, schedule=moment.schedule, now=moment.now),
+                 selections=[SelectedOut(submission_id=sid, country=country, auto=auto)
+                             for sid, country, auto in team_selections(session, team.id)],
+                 selection_limit=moment.schedule.selection_limit, selections_locked=moment.locked)
 
 
 @router.get("/teams", response_model=list[TeamOut], summary="Organisers: every team",

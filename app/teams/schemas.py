@@ -17,8 +17,19 @@ class TeamOut(BaseModel):
     created_at: datetime
 
 
+class SelectedOut(BaseModel):
+    submission_id: int
+    country: str
+    auto: bool = Field(description="chosen at the lock (the team had selected fewer)")
+
+
 class MeOut(TeamOut):
     quota: QuotaOut
+    selections: list[SelectedOut] = Field(default_factory=list,
+                                          description="submissions counting for the final "
+                                                      "ranking")
+    selection_limit: int = Field(2, description="per country")
+    selections_locked: bool = False
 
 
 class TeamCreate(BaseModel):

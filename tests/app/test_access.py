@@ -57,6 +57,16 @@ ACCESS: dict[tuple[str, str], str] = {
     ("POST", "/organiser/login"): ORGANISER_PAGE,
     ("POST", "/organiser/logout"): ORGANISER_PAGE,
     ("POST", "/organiser/action"): ORGANISER_PAGE,
+    ("POST", "/organiser/challenge"): ORGANISER_PAGE,
+    ("GET", "/api/v1/challenge"): PUBLIC,
+    ("PUT", "/api/v1/submissions/{submission_id}/selection"): TEAM,
+    ("DELETE", "/api/v1/submissions/{submission_id}/selection"): TEAM,
+    ("POST", "/api/v1/submissions/{submission_id}/withdraw"): TEAM,
+    # The submission page's withdraw form: the team's token travels in the form, so the route
+    # itself is open and answers a missing or wrong token with a redirect saying so.
+    ("POST", "/submissions/{submission_id}/withdraw"): PUBLIC,
+    ("GET", "/api/v1/leaderboard/final"): PUBLIC,
+    ("GET", "/final"): PUBLIC,
 }
 # Bodies that would succeed for an organiser, so a refusal is the auth check and not validation.
 BODIES: dict[str, dict[str, Any]] = {
@@ -138,6 +148,8 @@ class World:
         path = self.fill(template)
         if method == "GET":
             return self.client.get(path, headers=headers)
+        if method in ("PUT", "DELETE"):
+            return self.client.request(method, path, headers=headers)
         if template == "/api/v1/submissions":
             return self.client.post(path, headers=headers, data={"country": "NL", "method": "x"},
                                     files={"file": ("p.csv", b"row_id,ctr,cvr\n", "text/csv")})
