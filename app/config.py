@@ -50,7 +50,6 @@ class Settings(BaseSettings):
     leaderboard_check_seconds: float = Field(
         default=0.5, ge=0,
         description="cached leaderboard served without asking the DB for changes this long")
-<<<<<<< HEAD
     fair_share: bool = Field(
         default=True,
         description="a worker takes the scoring job of the team with the fewest running jobs "
@@ -76,12 +75,10 @@ class Settings(BaseSettings):
                     "(the row and its reason stay)")
     retention_sweep_seconds: int = Field(
         default=3600, gt=0, description="how often the worker runs the retention sweep")
-=======
     challenge_file: Path | None = Field(
         default=None,
         description="TOML challenge file (phases, limits, selection, feedback); loaded into "
                     "the DB when the API starts; unset: open for ever with LB_DAILY_QUOTA")
->>>>>>> phases
     auto_migrate: bool = Field(default=True,
                                description="`serve`/`worker` run `alembic upgrade head` first")
 

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from app import audit, challenge
 from app.config import Settings
 from app.disclosure import full_precision, shown
-from app.errors import Conflict, Invalid, NotFound, QuotaExceeded
+from app.errors import Conflict, Invalid, NotFound
 from app.models import Score, Submission, Team, Verification
 from app.phases import ladder, limits, store
 from app.phases.schedule import Schedule
