@@ -47,6 +47,9 @@ class SubmissionOut(BaseModel):
     scores: dict[str, dict[str, ScoreOut]] = Field(
         default_factory=dict,
         description="split → task → score; only the splits the caller may see")
+    description: str | None = Field(None, description="the team's own note")
+    output_warning: str | None = Field(
+        None, description="a checkpoint whose outputs contradict the declared order")
 
 
 class VerifyRequest(BaseModel):

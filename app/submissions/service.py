@@ -28,6 +28,7 @@ from evaluator.predictions import PredictionFileError, parse_prediction_file
 from evaluator.schema import TASKS, parse_country
 
 MAX_METHOD_CHARS = 100
+MAX_DESCRIPTION_CHARS = 500
 MAX_IDEMPOTENCY_KEY = 200
 _KEY_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,200}$")
 
@@ -67,6 +68,17 @@ def clean_method(value: str) -> str:
     return text
 
 
+def clean_description(value: str | None) -> str | None:
+    if value is None:
+        return None
+    text = " ".join("".join(" " if unicodedata.category(ch).startswith("C") else ch
+                            for ch in value).split())
+    if len(text) > MAX_DESCRIPTION_CHARS:
+        raise Invalid(f"description: at most {MAX_DESCRIPTION_CHARS} characters, got "
+                      f"{len(text)}", code="invalid_field")
+    return text or None
+
+
 def check_idempotency_key(key: str | None) -> str | None:
     if key is None:
         return None
@@ -101,6 +113,7 @@ class Checked:
     method: str
     outputs: str | None
     file_format: str | None
+    description: str | None = None
 
 
 def validate(settings: Settings, upload: Upload) -> Checked:
@@ -117,6 +130,7 @@ def validate(settings: Settings, upload: Upload) -> Checked:
     except ValueError as exc:
         raise Invalid(f"country: {exc}", code="invalid_field") from None
     method = clean_method(fields["method"])
+    description = clean_description(fields.get("description"))
     prediction_file = upload.files.get("file")
     checkpoint = upload.files.get("checkpoint")
     if prediction_file is None and checkpoint is None:
@@ -150,7 +164,8 @@ def validate(settings: Settings, upload: Upload) -> Checked:
             check_archive(checkpoint.path)
         except CheckpointRejected as exc:
             raise Invalid(f"checkpoint: {exc}", code="invalid_checkpoint") from None
-    return Checked(country=country, method=method, outputs=outputs, file_format=file_format)
+    return Checked(country=country, method=method, outputs=outputs, file_format=file_format,
+                   description=description)
 
 
 def create(session: Session, settings: Settings, team: Team, upload: Upload, checked: Checked,
@@ -187,6 +202,7 @@ def create(session: Session, settings: Settings, team: Team, upload: Upload, che
         file_sha256=hashes.get("file"), checkpoint_sha256=hashes.get("checkpoint"),
         outputs=checked.outputs, file_format=checked.file_format,
         idempotency_key=idempotency_key, attempts=0, hidden=False, disqualified=False,
+        description=checked.description,
     )
     session.add(submission)
     try:
@@ -238,7 +254,8 @@ def describe(session: Session, team: Team, submissions: Sequence[Submission]
             has_checkpoint=s.checkpoint_sha256 is not None, outputs=s.outputs,
             file_format=s.file_format, attempts=s.attempts, hidden=s.hidden,
             disqualified=s.disqualified, created_at=s.created_at, started_at=s.started_at,
-            finished_at=s.finished_at, scorer_version=version, scores=table))
+            finished_at=s.finished_at, scorer_version=version, scores=table,
+            description=s.description, output_warning=s.output_warning))
     return result
 
 
