@@ -32,7 +32,7 @@ def test_cookie_signed_with_another_secret_is_refused() -> None:
 def test_edited_team_or_token_id_is_refused() -> None:
     value = issue(SECRET, 42, 7, now=1000)
     assert verify(SECRET, "1" + value[2:], now=1010) is None
-    team, token, rest = value.split(".", 2)
+    team, _token, rest = value.split(".", 2)
     assert verify(SECRET, f"{team}.8.{rest}", now=1010) is None
 
 
