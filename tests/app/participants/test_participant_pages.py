@@ -78,6 +78,8 @@ def test_scores_are_rounded_to_four_decimals_for_participants(
             stored = session.execute(select(Score).where(
                 Score.submission_id == sid, Score.split == "public",
                 Score.task == "ctr")).scalar_one()
+            assert stored.auc is not None and stored.ci_low is not None
+            assert stored.ci_high is not None
             exact = (stored.auc, stored.ci_low, stored.ci_high)
     finally:
         engine.dispose()
