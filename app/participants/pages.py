@@ -27,7 +27,7 @@ from app.models import Submission, Team
 from app.submissions import service as submissions
 from app.submissions.schemas import QuotaOut, SubmissionOut
 from app.web.forms import small_form
-from app.web.render import render
+from app.web.render import problem_lines, render
 from app.web.session import (
     SignedIn,
     authenticate,
@@ -170,8 +170,7 @@ def submission_view(sub: SubmissionOut) -> dict[str, Any]:
                        "ci_high": _rounded(s.ci_high), "reason": s.reason}
                 for task, s in tasks.items()}
         for split, tasks in sub.scores.items()}
-    problems = [line.strip().removeprefix("- ") for line in (sub.reason or "").splitlines()
-                if line.strip()]
+    problems = problem_lines(sub.reason)
     return {"id": sub.id, "country": sub.country, "method": sub.method, "kind": kind,
             "outputs": sub.outputs, "state": sub.state, "attempts": sub.attempts,
             "problems": problems, "warning": sub.output_warning,
