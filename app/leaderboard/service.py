@@ -304,5 +304,8 @@ class LeaderboardService:
 
 def score_history_plots(by_method: Mapping[str, Sequence[HistoryPoint]]) -> dict[str, str]:
     """One AUC-over-time plot per method, for a team's own page (method → SVG)."""
-    return {method: history_svg(points, title=f"{method}: AUC over time")
+    # The figure's caption carries the full name; the plot's own title is kept short enough
+    # to fit its width.
+    return {method: history_svg(points, title=method if len(method) <= 52
+                                else method[:51] + "…")
             for method, points in sorted(by_method.items())}
