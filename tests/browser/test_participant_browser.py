@@ -387,7 +387,7 @@ def test_the_board_fits_at_1400_px_and_keeps_team_and_method_in_view_at_400_px(
     # The first screen shows AUCs beside team and method ...
     first = browser.find_elements(By.CSS_SELECTOR, "#leaderboard tbody td.num a.auc")[0]
     rect = browser.execute_script("return arguments[0].getBoundingClientRect()", first)
-    assert 0 <= rect["left"] and rect["right"] <= 400, rect
+    assert rect["left"] >= 0 and rect["right"] <= 400, rect
     screenshot(browser, "board", 400)
     # ... and scrolled sideways, team and method stay in view.
     browser.execute_script("arguments[0].scrollLeft = arguments[0].scrollWidth", box)
