@@ -383,6 +383,14 @@ def test_private_scores_appear_nowhere_before_the_reveal_and_everywhere_after(
             data = response.json()
             assert numbers_under(data, {"private", "full"}) == [], path
 
+    # The signed-in team's own pages, too (the session cookie, not a bearer token).
+    own = sign_in(world, world.a_token)
+    for path in ("/me", "/me/submissions.json", f"/submissions/{world.a_sid}"):
+        response = own.get(path)
+        assert response.status_code == 200, (path, response.text)
+        leaked = numeric_tokens(response.text) & forbidden
+        assert not leaked, f"{path} shows private-split figures before the reveal: {leaked}"
+
     reveal = world.client.post("/api/v1/organiser/reveal", headers=bearer(world.org_token))
     assert reveal.status_code == 200 and reveal.json()["revealed"] is True
     # Now the same detector finds them: in the board (6 digits), the result (full

@@ -174,3 +174,26 @@ def test_api_docs_load_their_assets_from_the_app(client: Any) -> None:
         assert "cdn." not in page.text and "fonts.googleapis" not in page.text
     assert client.get("/static/docs/../../etc/passwd").status_code == 404
     assert client.get("/static/docs/nothing.js").status_code == 404
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_the_cookie_is_secure_behind_https(client: Any, make_team: Any) -> None:
+    _, token = make_team("alpha")
+    tab = TestClient(client.app, base_url="https://testserver", follow_redirects=False)
+    cookie = tab.post("/login", data={"token": token}).headers["set-cookie"]
+    assert "Secure" in cookie and "HttpOnly" in cookie
+    plain = TestClient(client.app, follow_redirects=False)
+    assert "Secure" not in plain.post("/login", data={"token": token}).headers["set-cookie"]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_the_form_upload_is_not_held_to_the_small_body_cap(client: Any, make_team: Any) -> None:
+    from app.main import MAX_REQUEST_BODY
+
+    _, token = make_team("alpha")
+    tab = sign_in(client, token)
+    big = b"row_id,ctr,cvr\n" + b"0,0.5,0.5\n" * (MAX_REQUEST_BODY // 10 + 1)
+    response = upload(tab, big)
+    # Streamed in full and judged on its content (too many rows), not refused by size.
+    assert response.status_code == 422, response.text
+    assert response.json()["error"] == "invalid_file"
