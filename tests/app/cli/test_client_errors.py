@@ -51,3 +51,30 @@ def test_submit_help_says_how_to_export_multi_task_library_models() -> None:
     assert result.exit_code == 0
     text = " ".join(result.output.split())
     assert "torch.jit.trace" in text and "(pCTR, pCTCVR)" in text and "ctr,ctcvr" in text
+
+
+def test_status_lists_each_problem_of_a_failed_submission_on_its_own_line(
+        settings: Any, live_server: tuple[str, int], make_team: Any) -> None:
+    from app.db import make_engine, session_factory
+    from app.models import Submission
+
+    team, token = make_team("alpha")
+    engine = make_engine(settings)
+    try:
+        with session_factory(engine)() as session:
+            sub = Submission(team_id=team.id, country="NL", method="broken", state="failed",
+                             reason="checkpoint failed:\n- output ctr is not finite at 3 rows\n"
+                                    "- time limit: 1800 s", attempts=3)
+            session.add(sub)
+            session.commit()
+            sid = sub.id
+    finally:
+        engine.dispose()
+    server = f"http://{live_server[0]}:{live_server[1]}"
+    result = CliRunner().invoke(cli, ["status", "--server", server, "--token", token])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.strip().startswith(str(sid)))
+    assert "failed" in lines[head] and "broken" in lines[head]
+    assert [line.strip() for line in lines[head + 1:head + 4]] == [
+        "- checkpoint failed:", "- output ctr is not finite at 3 rows", "- time limit: 1800 s"]
