@@ -8,8 +8,9 @@ from pathlib import Path
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-# Public on purpose: a development default that production refuses (see `_refuse_insecure`).
-DEV_SECRET_KEY = "dev-insecure-secret-key-change-me"
+# With no LB_SECRET_KEY, a random key is made on first use and kept here (mode 600) in the data
+# folder: never a fixed string, which anyone could read in the source and forge cookies with.
+SECRET_KEY_FILE = "secret_key"
 
 
 class Settings(BaseSettings):
@@ -44,8 +45,9 @@ class Settings(BaseSettings):
     verify_tolerance: float = Field(
         default=1e-4, ge=0,
         description="default largest |file - checkpoint| prediction on any row (verification)")
-    secret_key: SecretStr = Field(default=SecretStr(DEV_SECRET_KEY),
-                                  description="signs organiser cookies")
+    secret_key: SecretStr | None = Field(
+        default=None, description="signs browser session cookies; unset → a random key kept "
+                                  "in data_dir/secret_key (mode 600), made on first start")
     consumer_workers: int = Field(default=1, gt=0, description="Huey worker threads")
     leaderboard_check_seconds: float = Field(
         default=0.5, ge=0,
@@ -86,9 +88,8 @@ class Settings(BaseSettings):
     def _refuse_insecure(self) -> Settings:
         if self.env == "production":
             problems = []
-            if self.secret_key.get_secret_value() == DEV_SECRET_KEY:
-                problems.append("LB_SECRET_KEY is the development default")
-            if len(self.secret_key.get_secret_value()) < 32:
+            if (self.secret_key is not None
+                    and len(self.secret_key.get_secret_value()) < 32):
                 problems.append("LB_SECRET_KEY is shorter than 32 characters")
             if self.database_url is None or self.database_url.startswith("sqlite"):
                 problems.append("LB_DATABASE_URL must name a server database (PostgreSQL)")

@@ -26,8 +26,12 @@ from app.phases.clock import SYSTEM_CLOCK
 from app.phases.router import pages as phases_pages
 from app.phases.router import router as phases_router
 from app.phases.store import load_file_at_start
+from app.participants.pages import router as participant_pages
+from app.submissions.pages import BROWSER_UPLOAD_PATH
+from app.submissions.pages import router as upload_page
 from app.submissions.router import router as submissions_router
 from app.teams.router import router as teams_router
+from app.web.docs import router as docs_router
 from app.web.router import router as web_router
 
 API_PREFIX = "/api/v1"
@@ -35,8 +39,9 @@ API_PREFIX = "/api/v1"
 # checked: uncapped, one anonymous request could make the server hold gigabytes. The largest
 # legitimate body is an organiser's rescore list (100,000 ids, ~1.1 MB).
 MAX_REQUEST_BODY = 2 << 20
-# The upload streams its body after authentication, under its own cap (LB_MAX_UPLOAD_BYTES).
-STREAMED_UPLOAD = ("POST", API_PREFIX + "/submissions")
+# The uploads (the API's and the browser form's) stream their bodies after authentication,
+# under their own cap (LB_MAX_UPLOAD_BYTES).
+STREAMED_UPLOADS = {("POST", API_PREFIX + "/submissions"), ("POST", BROWSER_UPLOAD_PATH)}
 
 
 class BodyCap:
@@ -52,7 +57,7 @@ class BodyCap:
         path, root = scope.get("path", ""), scope.get("root_path", "")
         if root and path.startswith(root):  # served under a prefix (a proxy's root path)
             path = path[len(root):]
-        if scope["type"] != "http" or (scope["method"], path) == STREAMED_UPLOAD:
+        if scope["type"] != "http" or (scope["method"], path) in STREAMED_UPLOADS:
             await self.app(scope, receive, send)
             return
         declared = Headers(scope=scope).get("content-length", "")
@@ -94,6 +99,8 @@ def create_app(settings: Settings | None = None, queue: Queue | None = None) -> 
 
     app = FastAPI(
         lifespan=lifespan,
+        # Served by app.web.docs from packaged assets: the defaults load them from a CDN.
+        docs_url=None, redoc_url=None,
         title="MTME challenge leaderboard",
         version="1.0",
         description="Submit predictions or checkpoints for the Multi-Task Multi-Expert "
@@ -114,7 +121,10 @@ def create_app(settings: Settings | None = None, queue: Queue | None = None) -> 
     _include_leaderboard(app)
     app.include_router(organiser_router)
     app.include_router(phases_pages)
+    app.include_router(participant_pages)
+    app.include_router(upload_page)
     app.include_router(web_router)
+    app.include_router(docs_router)
 
     @app.get("/health", response_model=Health, tags=["service"],
              summary="Liveness, database reachability and the queue's depth",

@@ -107,6 +107,10 @@ class Submission(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # The participant's own note, shown on its pages; and, for a checkpoint, a warning when its
+    # outputs' order contradicts what it declared (pCTCVR can never exceed pCTR).
+    description: Mapped[str | None] = mapped_column(Text, default=None)
+    output_warning: Mapped[str | None] = mapped_column(Text, default=None)
 
     team: Mapped[Team] = relationship()
     scores: Mapped[list[Score]] = relationship(back_populates="submission",

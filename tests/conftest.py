@@ -47,6 +47,7 @@ SLOW_MODULES = {
     "tests/evaluator/checkpoint/test_confinement.py": "sandboxed checkpoint runs",
     "tests/baselines/test_baseline_export.py": "sandboxed checkpoint runs",
     "tests/browser/test_leaderboard_browser.py": "a real browser",
+    "tests/browser/test_participant_browser.py": "a real browser, a server and its worker",
     "tests/test_distribution.py": "builds the wheel",
 }
 ROOT = Path(__file__).resolve().parent.parent

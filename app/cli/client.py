@@ -26,12 +26,44 @@ class ClientError(Exception):
         self.body = body
 
 
+def _problem_line(problem: Any) -> str:
+    """One problem of a refusal: where (line, column, or the field), what, how often."""
+    if not isinstance(problem, dict):
+        return str(problem)
+    where = []
+    if problem.get("row") is not None:
+        where.append(f"line {problem['row']}")
+    if problem.get("column"):
+        where.append(f"column {problem['column']}")
+    if problem.get("loc"):
+        where.append(".".join(str(part) for part in problem["loc"]))
+    text = (", ".join(where) + ": " if where else "") + str(problem.get("message", ""))
+    if problem.get("value") is not None:
+        text += f" (value {problem['value']!r})"
+    if (problem.get("count") or 1) > 1:
+        text += f" — {problem['count']} times"
+    return text
+
+
 def describe_error(body: Any) -> str:
-    """A refusal's body as one readable line: `code: detail`."""
+    """A refusal's body as readable lines: `code: what`, then each problem on its own line."""
     if isinstance(body, dict) and "error" in body:
         detail = body.get("detail")
-        text = detail if isinstance(detail, str) else json.dumps(detail, ensure_ascii=False)
-        return f"{body['error']}: {text}"
+        head, problems = f"{body['error']}", []
+        if isinstance(detail, str):
+            head += f": {detail}"
+        elif isinstance(detail, list):
+            problems = detail
+        elif isinstance(detail, dict):
+            extra = {k: v for k, v in detail.items() if k not in ("message", "problems")}
+            if detail.get("message"):
+                head += f": {detail['message']}"
+            problems = list(detail.get("problems") or [])
+            if extra:
+                head += " (" + ", ".join(f"{k} {v}" for k, v in extra.items()) + ")"
+        elif detail is not None:
+            head += f": {detail}"
+        return "\n".join([head, *(f"  - {_problem_line(p)}" for p in problems)])
     if isinstance(body, str):
         return body[:500]
     return json.dumps(body, ensure_ascii=False)[:500]

@@ -37,11 +37,15 @@ ENTERED_FILE = "entered.json"
 PARTICIPANTS_FILE = "participants.json"
 SERVER_LOG = "server.log"
 # Organisers enter the baselines and verify them; the two participants show what teams see.
+# The newcomer is left alone by the demo: a person trying the service gets a team whose whole
+# daily quota is still there (the sample teams' is partly used by the demo's own entries).
+NEWCOMER = "newcomer"
 TEAMS: dict[str, dict[str, bool]] = {
     "organisers": {"organiser": True},
     "baselines": {"baseline": True},
     "logreg-lab": {},
     "coin-flip": {},
+    NEWCOMER: {},
 }
 
 Say = Callable[[str], None]
@@ -164,9 +168,15 @@ def service_env(plan: DemoPlan) -> dict[str, str]:
     return env
 
 
-def create_teams(plan: DemoPlan, say: Say) -> dict[str, str]:
+def create_teams(plan: DemoPlan, say: Say,
+                 known: dict[str, str] | None = None) -> dict[str, str]:
+    """Create the demo's teams missing from `known` (all of them on a first run; a demo made
+    before the newcomer existed gets it now); returns every team's token."""
+    from sqlalchemy import select
+
     from app.config import Settings
     from app.db import make_engine, session_factory, upgrade
+    from app.models import Team
     from app.teams.service import create_team
 
     # Explicit Nones outrank the environment: the shell's LB_ settings must not leak in here.
@@ -175,12 +185,18 @@ def create_teams(plan: DemoPlan, say: Say) -> dict[str, str]:
         "data_dir": plan.folder.resolve()})
     upgrade(settings)
     engine = make_engine(settings)
-    tokens: dict[str, str] = {}
+    tokens: dict[str, str] = dict(known or {})
+    missing = [name for name in TEAMS if name not in tokens]
+    if not missing:
+        engine.dispose()
+        return tokens
     try:
         with session_factory(engine)() as session:
-            actor = None  # the first organiser team is the actor of the others
-            for name, flags in TEAMS.items():
-                team, issued = create_team(session, actor, name, **flags)
+            # The first organiser team is the actor of the others.
+            actor = session.execute(select(Team).where(Team.is_organiser.is_(True))
+                                    .order_by(Team.id)).scalars().first()
+            for name in missing:
+                team, issued = create_team(session, actor, name, **TEAMS[name])
                 actor = actor or (team if team.is_organiser else None)
                 tokens[name] = issued.secret
             session.commit()
@@ -189,8 +205,14 @@ def create_teams(plan: DemoPlan, say: Say) -> dict[str, str]:
     path = plan.folder / TOKENS_FILE
     path.touch(mode=0o600)
     path.write_text(json.dumps(tokens, indent=2) + "\n")
-    say(f"teams {', '.join(TEAMS)} created; their tokens are in {path}")
+    say(f"teams {', '.join(missing)} created; their tokens are in {path}")
     return tokens
+
+
+def newcomer_line(plan: DemoPlan, tokens: dict[str, str], quota: int) -> str:
+    return (f"try it as a participant: sign in at {plan.url}/login as team '{NEWCOMER}' "
+            f"(untouched by the demo: all {quota} of today's submissions left) with the token "
+            f"{tokens[NEWCOMER]}")
 
 
 # ------------------------------------------------------------------------------------- server
@@ -410,7 +432,11 @@ def run_demo(plan: DemoPlan, say: Say, *, keep_serving: bool = True) -> None:
         write_challenge_file(plan, say)
         tokens = create_teams(plan, say)
     else:
-        tokens = json.loads((plan.folder / TOKENS_FILE).read_text())
+        tokens = create_teams(plan, say, json.loads((plan.folder / TOKENS_FILE).read_text()))
+    from app.config import Settings
+
+    # The demo's server runs on the defaults (service_env drops the shell's LB_ settings).
+    quota = int(Settings.model_fields["daily_quota"].default)
     with running_server(plan, say) as process:
         entered = plan.folder / PARTICIPANTS_FILE
         if not entered.is_file():
@@ -424,6 +450,7 @@ def run_demo(plan: DemoPlan, say: Say, *, keep_serving: bool = True) -> None:
             say(f"the leaderboard is up at {plan.url}/ ; organisers log in at "
                 f"{plan.url}/organiser with the 'organisers' token from "
                 f"{plan.folder / TOKENS_FILE}")
+        say(newcomer_line(plan, tokens, quota))
         if plan.baselines:
             say(f"training the baselines ({', '.join(plan.baselines)}) with the demo preset; "
                 "each appears on the leaderboard as it is entered")
@@ -432,6 +459,7 @@ def run_demo(plan: DemoPlan, say: Say, *, keep_serving: bool = True) -> None:
             say(f"all baselines entered; {sum(v is True for v in outcome.values())} of "
                 f"{len(outcome)} checkpoints reproduce their prediction files")
         if keep_serving:
+            say(newcomer_line(plan, tokens, quota))
             say(f"serving at {plan.url}/ until Ctrl-C")
             try:
                 process.wait()

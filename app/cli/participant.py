@@ -17,9 +17,21 @@ SERVER_OPTION = typer.Option(..., "--server", envvar="LB_SERVER", help="e.g. htt
 TOKEN_OPTION = typer.Option(..., "--token", envvar="LB_TOKEN", help="the team's API token")
 
 
+CHECKPOINT_HELP = (
+    "TorchScript archive (torch.jit.save). Models of the multi-task library the baselines come "
+    "from return (pCTR, pCTCVR): give them --outputs ctr,ctcvr, and export them with "
+    "torch.jit.trace on a sample batch (torch.jit.script fails on them).")
+
+
 def _refused(exc: ClientError) -> typer.Exit:
     typer.echo(f"error: HTTP {exc.status}: {describe_error(exc.body)}", err=True)
     return typer.Exit(1)
+
+
+def reason_lines(reason: str | None) -> list[str]:
+    """A failure reason as its problems, one a line."""
+    return [line.strip().removeprefix("- ") for line in (reason or "").splitlines()
+            if line.strip()]
 
 
 def _unreachable(server: str, exc: httpx.HTTPError) -> typer.Exit:
@@ -35,12 +47,16 @@ def submit(
     country: str = typer.Option(..., "--country"),
     method: str = typer.Option(..., "--method"),
     checkpoint: Path | None = typer.Option(None, "--checkpoint", exists=True, dir_okay=False,
-                                           help="TorchScript archive"),
-    outputs: str | None = typer.Option(None, "--outputs",
-                                       help="ctr,cvr | ctr,ctcvr | ctr,cvr,ctcvr"),
+                                           help=CHECKPOINT_HELP),
+    outputs: str | None = typer.Option(
+        None, "--outputs", help="the checkpoint's outputs in order: ctr,cvr (default) | "
+                                "ctr,ctcvr (multi-task library models) | ctr,cvr,ctcvr"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
 ) -> None:
-    """Upload a prediction file and/or a checkpoint; prints the submission id."""
+    """Upload a prediction file and/or a checkpoint; prints the submission id.
+
+    Checkpoints: models of the multi-task library the baselines come from return (pCTR,
+    pCTCVR); declare them with --outputs ctr,ctcvr and export them with torch.jit.trace."""
     from tqdm import tqdm
 
     if file is None and checkpoint is None:
@@ -91,8 +107,11 @@ def status(
         flags = "  ".join(m for m in marks if m)
         print(f"{sub['id']:>6}  {sub['country']}  {sub['state']:<8}  {sub['method']}"
               + (f"  [{flags}]" if flags else "")
-              + (f"  ({sub['reason']})" if sub.get("reason") else "")
               + (f"  {sub['feedback']}" if sub.get("feedback") else ""))
+        for line in reason_lines(sub.get("reason")):
+            print(f"{'':>8}- {line}")
+        if sub.get("output_warning"):
+            print(f"{'':>8}! {sub['output_warning']}")
 
 
 def _selection(submission_id: int, server: str, token: str, selected: bool) -> None:

@@ -20,6 +20,7 @@ from evaluator.scoring import ScoreReport, score_predictions
 
 from . import lease, runner
 from .context import JobContext, JobKind
+from .output_order import output_order_warning
 from .runner import Outcome
 from .walltime import checkpoint_limits
 
@@ -81,6 +82,17 @@ def score_afresh(ctx: JobContext, submission_id: int) -> tuple[ScoreReport, Pred
 class Scored:
     report: ScoreReport
     predictions_sha256: str
+    output_warning: str | None = None
+
+
+def checkpoint_warning(ctx: JobContext, submission_id: int,
+                       predictions: Predictions) -> str | None:
+    """For a submission scored by running its checkpoint: is its outputs' order suspect?"""
+    sub = detached_submission(ctx, submission_id)
+    if sub.file_sha256 or not sub.checkpoint_sha256:
+        return None
+    second = predictions.ctcvr if sub.outputs == "ctr,ctcvr" else predictions.cvr
+    return output_order_warning(sub.outputs, predictions.ctr, second)
 
 
 class ScoringJob:
@@ -94,12 +106,14 @@ class ScoringJob:
 
     def work(self, ctx: JobContext, row_id: int) -> Scored:
         report, predictions = score_afresh(ctx, row_id)
-        return Scored(report, save_predictions(ctx.store, predictions))
+        return Scored(report, save_predictions(ctx.store, predictions),
+                      checkpoint_warning(ctx, row_id, predictions))
 
     def write(self, session: Session, row_id: int, result: Scored) -> dict[str, Any]:
         upsert_scores(session, row_id, result.report)
         return {"state": "scored", "reason": None,
-                "predictions_sha256": result.predictions_sha256}
+                "predictions_sha256": result.predictions_sha256,
+                "output_warning": result.output_warning}
 
 
 class RescoreJob:

@@ -296,3 +296,85 @@ def scatter_svg(
     body.append(f"<text transform='translate(14 {top + ph / 2}) rotate(-90)' "
                 f"text-anchor='middle' fill='{AXIS}'>{_text(y_label)}</text>")
     return _svg(width, height, title, body)
+
+
+@dataclass(frozen=True)
+class HistoryPoint:
+    """One scored submission of a method: when, which task, its AUC and 95 % interval."""
+
+    at: float  # seconds since the epoch
+    series: str  # e.g. "NL CTR"
+    auc: float
+    low: float | None
+    high: float | None
+    submission_id: int
+
+
+def history_svg(
+    points: Sequence[HistoryPoint],
+    *,
+    title: str,
+    width: int = 460,
+    height: int = 260,
+) -> str:
+    """AUC over time for one method: a line per series (country and task), each submission a
+    dot with its confidence interval as a vertical bar. Time runs left to right by
+    submission order when every point shares one instant."""
+    if not points:
+        return _empty(width, height, title, "no scored submissions yet")
+    left, right, top, bottom = 56, 16, 28, 58
+    pw, ph = width - left - right, height - top - bottom
+    times = [p.at for p in points]
+    t0, t1 = min(times), max(times)
+    if t1 - t0 < 1e-9:
+        t0, t1 = t0 - 1.0, t1 + 1.0
+    lows = [p.low if p.low is not None else p.auc for p in points]
+    highs = [p.high if p.high is not None else p.auc for p in points]
+    pad = max((max(highs) - min(lows)) * 0.08, 0.002)
+    ticks = _nice_ticks(min(lows) - pad, max(highs) + pad, 4)
+    y0, y1 = min(ticks[0], min(lows) - pad), max(ticks[-1], max(highs) + pad)
+    decimals = _decimals(ticks)
+
+    def sx(v: float) -> float:
+        return left + (v - t0) / (t1 - t0) * pw
+
+    def sy(v: float) -> float:
+        return top + (1.0 - (v - y0) / (y1 - y0)) * ph
+
+    body = [f"<text x='{width / 2}' y='16' text-anchor='middle' font-weight='600'>"
+            f"{_text(title)}</text>"]
+    for t in ticks:
+        body.append(f"<line x1='{left}' y1='{_fmt(sy(t))}' x2='{left + pw}' y2='{_fmt(sy(t))}' "
+                    f"stroke='{GRID}'/>")
+        body.append(f"<text x='{left - 5}' y='{_fmt(sy(t) + 3)}' text-anchor='end' "
+                    f"fill='{AXIS}' font-size='10'>{t:.{decimals}f}</text>")
+    body.append(f"<rect x='{left}' y='{top}' width='{pw}' height='{ph}' fill='none' "
+                f"stroke='{AXIS}'/>")
+    series = sorted({p.series for p in points})
+    for index, name in enumerate(series):
+        colour = PALETTE[index % len(PALETTE)]
+        own = sorted((p for p in points if p.series == name), key=lambda p: (p.at, p.submission_id))
+        if len(own) > 1:
+            path = " ".join(f"{_fmt(sx(p.at))},{_fmt(sy(p.auc))}" for p in own)
+            body.append(f"<polyline points='{path}' fill='none' stroke='{colour}' "
+                        "stroke-width='1.5' class='history-line'/>")
+        for p in own:
+            tooltip = f"{name}, submission {p.submission_id}: AUC {p.auc:.4f}"
+            if p.low is not None and p.high is not None:
+                tooltip += f", 95 % CI [{p.low:.4f}, {p.high:.4f}]"
+                body.append(f"<line x1='{_fmt(sx(p.at))}' y1='{_fmt(sy(p.low))}' "
+                            f"x2='{_fmt(sx(p.at))}' y2='{_fmt(sy(p.high))}' stroke='{colour}' "
+                            "stroke-width='2' class='ci-bar'/>")
+            body.append(f"<circle cx='{_fmt(sx(p.at))}' cy='{_fmt(sy(p.auc))}' r='3.5' "
+                        f"fill='{colour}' class='history-point'><title>{_text(tooltip)}</title>"
+                        "</circle>")
+        lx = left + (index % 4) * (pw / 4)
+        ly = top + ph + 16 + (index // 4) * 14
+        body.append(f"<rect x='{_fmt(lx)}' y='{_fmt(ly - 8)}' width='10' height='10' "
+                    f"fill='{colour}'/><text x='{_fmt(lx + 14)}' y='{_fmt(ly + 1)}' "
+                    f"fill='{AXIS}' font-size='11'>{_text(name)}</text>")
+    body.append(f"<text transform='translate(14 {top + ph / 2}) rotate(-90)' "
+                f"text-anchor='middle' fill='{AXIS}'>AUC (95 % CI)</text>")
+    body.append(f"<text x='{left + pw / 2}' y='{height - 4}' text-anchor='middle' "
+                f"fill='{AXIS}' font-size='11'>submitted, oldest to newest</text>")
+    return _svg(width, height, title, body)

@@ -128,6 +128,9 @@ class SubmissionDetail:
     scorer_version: str | None
     scores: dict[Split, dict[Task, TaskResult]]
     verified: bool = False
+    attempts: int = 0
+    description: str | None = None
+    output_warning: str | None = None
 
 
 def submission_detail(session: Session, submission_id: int) -> SubmissionDetail | None:
@@ -157,6 +160,8 @@ def submission_detail(session: Session, submission_id: int) -> SubmissionDetail 
         sha256=submission.file_sha256 or submission.checkpoint_sha256,
         predictions_sha256=submission.predictions_sha256, scorer_version=version,
         scores=by_split, verified=submission.id in verified_ids(session, [submission.id]),
+        attempts=int(submission.attempts or 0), description=submission.description,
+        output_warning=submission.output_warning,
     )
 
 

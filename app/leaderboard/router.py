@@ -20,7 +20,7 @@ from app.phases import ladder
 from app.phases import store as phases_store
 from app.phases.clock import SYSTEM_CLOCK
 from app.phases.selection import ensure_locked
-from app.web.session import is_organiser_request
+from app.web.session import is_organiser_request, signed_in
 from evaluator.schema import COUNTRIES, Country, Split, parse_country
 
 from . import repository
@@ -184,13 +184,15 @@ async def country_leaderboard(country: str, request: Request, ranking: RankQuery
     return await _board_response(request, fmt, code, ranking)
 
 
-def _public_detail(session: Any, submission_id: int,
-                   request: Request) -> repository.SubmissionDetail | None:
-    """The submission if the caller may see it: scored and not hidden, or an organiser."""
+def _public_detail(session: Any, submission_id: int, request: Request, *,
+                   own: bool = False) -> repository.SubmissionDetail | None:
+    """The submission if the caller may see it: scored and not hidden, or an organiser; with
+    `own`, also the signed-in team's own submission in any state."""
     detail = repository.submission_detail(session, submission_id)
     if detail is None:
         return None
-    if is_organiser_request(request, session):
+    who = signed_in(request, session)
+    if who is not None and (who.team.is_organiser or (own and who.team.id == detail.team_id)):
         return detail
     if detail.state not in repository.ON_BOARD_STATES or not detail.scores or detail.hidden:
         return None
@@ -306,7 +308,7 @@ def submission_page(submission_id: str, request: Request, session: SessionDep,
     sid = parse_id(submission_id)
     if sid is None:
         return _not_found("There is no such submission.")
-    detail = _public_detail(session, sid, request)
+    detail = _public_detail(session, sid, request, own=True)
     if detail is None:
         return _not_found(f"No visible scored submission {submission_id}.")
     revealed = challenge.is_revealed(session)

@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,6 +36,8 @@ from evaluator.schema import TASKS, Country, Split, Task, parse_country
 
 from . import repository
 from .groups import ColumnData, GroupCache
+from .plots import HistoryPoint as HistoryPoint
+from .plots import history_svg
 from .reference import all_reported_rows
 from .rows import ColumnRows, column_rows
 from .view import Board, Column, Entry, Ranking, build_board, columns_for, latest_per_row
@@ -323,3 +325,12 @@ class LeaderboardService:
             self._token = None
             self._checked_at = float("-inf")
             self._outputs.clear()
+
+
+def score_history_plots(by_method: Mapping[str, Sequence[HistoryPoint]]) -> dict[str, str]:
+    """One AUC-over-time plot per method, for a team's own page (method → SVG)."""
+    # The figure's caption carries the full name; the plot's own title is kept short enough
+    # to fit its width.
+    return {method: history_svg(points, title=method if len(method) <= 52
+                                else method[:51] + "…")
+            for method, points in sorted(by_method.items())}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -18,9 +19,10 @@ from sqlalchemy.orm import Session
 
 from app.audit import record as audit_record
 from app.challenge import set_revealed as set_revealed
+from app.challenge import shown_version
 from app.errors import Invalid, NotFound
 from app.jobs.context import Enqueue, enqueue_or_leave_to_reaper
-from app.models import AuditLog, Rescore, Submission, Team
+from app.models import ApiToken, AuditLog, Rescore, Score, Submission, Team, Verification
 from evaluator import scoring
 
 MAX_REASON = 500
@@ -127,3 +129,91 @@ def enqueue_all(plan: RescorePlan, enqueue: Enqueue) -> None:
     """Hand the planned rescores to the queue (after the caller's commit)."""
     for rescore_id in plan.rescore_ids:
         enqueue_or_leave_to_reaper(enqueue, "rescore", rescore_id)
+
+
+# ------------------------------------------------------------------------ the console's reads
+
+
+@dataclass(frozen=True)
+class ConsoleSubmission:
+    submission: Submission
+    team: str
+    version: str | None
+    # split → task → (auc, ci_low, ci_high); every split, organisers see them all
+    scores: dict[str, dict[str, tuple[float | None, float | None, float | None]]]
+    verification: Verification | None
+
+
+def console_submissions(session: Session, limit: int) -> list[ConsoleSubmission]:
+    """The newest submissions with their scores on every split and their latest
+    verification."""
+    rows = session.execute(
+        select(Submission, Team.name).join(Team, Team.id == Submission.team_id)
+        .order_by(Submission.id.desc()).limit(limit)
+    ).all()
+    ids = [s.id for s, _name in rows]
+    by_sub: dict[int, list[Score]] = {}
+    if ids:
+        for score in session.execute(select(Score).where(Score.submission_id.in_(ids))
+                                     .order_by(Score.id)).scalars():
+            by_sub.setdefault(score.submission_id, []).append(score)
+    latest: dict[int, Verification] = {}
+    if ids:
+        for ver in session.execute(select(Verification).where(
+                Verification.submission_id.in_(ids)).order_by(Verification.id)).scalars():
+            latest[ver.submission_id] = ver  # ordered by id: the last one wins
+    out = []
+    for sub, name in rows:
+        scores = by_sub.get(sub.id, [])
+        version = shown_version(s.scorer_version for s in scores)
+        table: dict[str, dict[str, tuple[float | None, float | None, float | None]]] = {}
+        for s in scores:
+            if s.scorer_version == version:
+                table.setdefault(s.split, {})[s.task] = (s.auc, s.ci_low, s.ci_high)
+        out.append(ConsoleSubmission(sub, name, version, table, latest.get(sub.id)))
+    return out
+
+
+@dataclass(frozen=True)
+class TeamTokens:
+    team: Team
+    tokens: list[ApiToken]
+
+
+def teams_with_tokens(session: Session) -> list[TeamTokens]:
+    grouped: dict[int, list[ApiToken]] = {}
+    for token in session.execute(select(ApiToken).order_by(ApiToken.id)).scalars():
+        grouped.setdefault(token.team_id, []).append(token)
+    return [TeamTokens(team, grouped.get(team.id, []))
+            for team in session.execute(select(Team).order_by(Team.id)).scalars()]
+
+
+@dataclass(frozen=True)
+class RunningJob:
+    kind: str
+    row_id: int
+    submission_id: int
+    worker: str | None
+    lease_expires_at: datetime | None
+    last_heartbeat: datetime | None
+
+
+def running_jobs(session: Session, lease_seconds: int) -> list[RunningJob]:
+    """Jobs a worker holds now, with the worker's last heartbeat: a lease is renewed to
+    `lease_seconds` ahead at each heartbeat, so the renewal happened that long before it
+    expires."""
+    lease = timedelta(seconds=lease_seconds)
+    jobs: list[RunningJob] = []
+    rows: list[tuple[str, Submission | Verification | Rescore]] = []
+    rows += [("score", r) for r in session.execute(
+        select(Submission).where(Submission.state == "running")).scalars()]
+    rows += [("verify", r) for r in session.execute(
+        select(Verification).where(Verification.state == "running")).scalars()]
+    rows += [("rescore", r) for r in session.execute(
+        select(Rescore).where(Rescore.state == "running")).scalars()]
+    for kind, row in rows:
+        expires = row.lease_expires_at
+        submission_id = row.id if isinstance(row, Submission) else row.submission_id
+        jobs.append(RunningJob(kind, row.id, submission_id, row.lease_owner, expires,
+                               expires - lease if expires is not None else None))
+    return jobs

@@ -1,71 +1,48 @@
-"""The organiser page: log in with an organiser token, then hide, disqualify, rescore, reveal.
+"""The organiser console: log in with an organiser token, then hide, disqualify, rescore,
+reveal; create teams and tokens (a token is shown once) and revoke them; see every submission
+with its failure reason, its scores on every split and its verification, the queue's depth and
+the workers' last heartbeats.
 
-Login exchanges the token (typed once into a password field) for a signed session cookie
-(HttpOnly, SameSite=Strict, Secure outside development); the token itself is never stored in the
-browser. Every form POST carries a CSRF token bound to the session. Forms are read only after the
-session is checked, and then with tight limits (no files, few fields).
+Login exchanges the token (typed once into a password field) for a signed session cookie bound
+to that token (app.web.session: revoking the token ends the session); the token itself is never
+stored in the browser. Every form POST carries a CSRF token bound to the session and must come
+from this site. Forms are read only after the session is checked, and then with tight limits
+(no files, few fields).
 """
 
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import parse_qsl, quote
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from app import challenge
-from app.auth import team_for_token
 from app.deps import EnqueueDep, SessionDep
 from app.errors import AppError
 from app.jobs.context import Enqueue
-from app.models import Submission, Team
+from app.models import Team
+from app.teams import service as teams
+from app.web.forms import small_form
 from app.web.render import render
 from app.web.session import (
-    COOKIE_NAME,
-    MAX_AGE_S,
+    authenticate,
     check_csrf,
+    clear_session_cookie,
     csrf_token,
-    issue,
     organiser_from_request,
+    same_origin,
     secret_of,
+    set_session_cookie,
 )
 
 from . import service
 
 pages = APIRouter(include_in_schema=False)
 
-MAX_FORM_FIELDS = 8
-MAX_FORM_BYTES = 16 * 1024
-
-
-async def small_form(request: Request,
-                     max_bytes: int = MAX_FORM_BYTES) -> dict[str, str] | None:
-    """The fields of a small url-encoded form, or None when the body is not one.
-
-    The body is read with a byte cap whether or not it declares its length, so a huge or
-    endless POST to these pages costs at most MAX_FORM_BYTES of memory.
-    """
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type != "application/x-www-form-urlencoded":
-        return None
-    declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > max_bytes):
-        return None
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > max_bytes:
-            return None
-    try:
-        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True,
-                          max_num_fields=MAX_FORM_FIELDS, strict_parsing=False)
-    except (UnicodeDecodeError, ValueError):
-        return None
-    return dict(pairs)
 PAGE_SUBMISSIONS = 500
 
 
@@ -89,6 +66,7 @@ MESSAGES = {
     "reveal": "The private split is revealed: the leaderboard now ranks on it.",
     "unreveal": "The leaderboard shows the public split again.",
     "challenge": "The challenge file is stored: every process follows it from now on.",
+    "revoked": "Token revoked: sessions signed in with it have ended.",
 }
 ERRORS = {
     "token": "That is not an organiser token.",
@@ -99,6 +77,8 @@ ERRORS = {
     "notfound": "There is no such submission.",
     "reason": "Say why (at most 500 characters); a disqualification needs a reason.",
     "form": "The form could not be read.",
+    "site": "That form was sent from another site; nothing was done.",
+    "team": "No such team or token.",
 }
 
 
@@ -121,8 +101,33 @@ def _message(request: Request) -> tuple[str | None, str | None]:
     return (msg.format(**values) if msg else None), err
 
 
-def _secure(request: Request) -> bool:
-    return str(getattr(request.app.state.settings, "env", "development")) == "production"
+def _queue_depth(request: Request) -> str:
+    try:
+        return str(request.app.state.queue.depth())
+    except Exception as exc:  # shown, not raised: the console must answer with Redis down
+        return f"unknown ({type(exc).__name__})"
+
+
+def _console(request: Request, session: Session, team: Team, cookie: str, *,
+             message: str | None = None, error: str | None = None,
+             issued: dict[str, Any] | None = None,
+             schedule_problems: list[tuple[str, str]] | None = None,
+             schedule_draft: str | None = None) -> HTMLResponse:
+    state = challenge.state(session)
+    settings = request.app.state.settings
+    html = _render(
+        "organiser.html", team=team, csrf=csrf_token(secret_of(request), cookie),
+        submissions=service.console_submissions(session, PAGE_SUBMISSIONS), state=state,
+        teams=service.teams_with_tokens(session), audit=service.audit_entries(session, 50),
+        jobs=service.running_jobs(session, settings.lease_seconds),
+        queue_depth=_queue_depth(request), message=message, error=error, issued=issued,
+        schedule_problems=schedule_problems or [],
+        schedule_text=schedule_draft if schedule_draft is not None
+        else (state.schedule_toml or ""),
+    )
+    session.commit()
+    # A page showing a token once must not be kept by the browser or a proxy.
+    return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 
 
 @pages.get("/organiser", response_class=HTMLResponse)
@@ -132,26 +137,7 @@ def organiser_page(request: Request, session: SessionDep) -> Response:
     if who is None:
         return HTMLResponse(_render("organiser_login.html", error=error))
     team, cookie = who
-    return HTMLResponse(_organiser_html(request, session, team, cookie, message, error))
-
-
-def _organiser_html(request: Request, session: Session, team: Team, cookie: str,
-                    message: str | None, error: str | None,
-                    problems: list[tuple[str, str]] | None = None,
-                    draft: str | None = None) -> str:
-    rows = session.execute(
-        select(Submission, Team.name).join(Team, Team.id == Submission.team_id)
-        .order_by(Submission.id.desc()).limit(PAGE_SUBMISSIONS)
-    ).all()
-    state = challenge.state(session)
-    audit = service.audit_entries(session, 50)
-    session.commit()
-    return _render(
-        "organiser.html", team=team, csrf=csrf_token(secret_of(request), cookie),
-        submissions=[{"s": s, "team": name} for s, name in rows], state=state,
-        audit=audit, message=message, error=error, schedule_problems=problems or [],
-        schedule_text=draft if draft is not None else (state.schedule_toml or ""),
-    )
+    return _console(request, session, team, cookie, message=message, error=error)
 
 
 # The form is read on the event loop (async, capped); everything that touches the database runs
@@ -160,25 +146,27 @@ def _organiser_html(request: Request, session: Session, team: Team, cookie: str,
 
 @pages.post("/organiser/login")
 async def login(request: Request, session: SessionDep) -> Response:
+    if not same_origin(request):
+        return _redirect(err="site")
     form = await small_form(request)
     if form is None:
         return _redirect(err="form")
     token = str(form.get("token", "")).strip()
-    team = await run_in_threadpool(team_for_token, session, token) if token else None
-    if team is None or not team.is_organiser:
+    found = await run_in_threadpool(authenticate, session, token) if token else None
+    if found is None or not found[0].is_organiser:
         # The same answer for unknown tokens and participants' tokens.
         return _redirect(err="token")
-    team_id = team.id
+    team_id, token_id = found[0].id, found[1]
     await run_in_threadpool(session.commit)
     response = _redirect(msg="login")
-    response.set_cookie(COOKIE_NAME, issue(secret_of(request), team_id), max_age=MAX_AGE_S,
-                        httponly=True, samesite="strict", secure=_secure(request),
-                        path="/")
+    set_session_cookie(request, response, team_id, token_id)
     return response
 
 
 @pages.post("/organiser/logout")
 async def logout(request: Request, session: SessionDep) -> Response:
+    if not same_origin(request):
+        return _redirect(err="site")
     who = await run_in_threadpool(organiser_from_request, request, session)
     if who is not None:
         form = await small_form(request)
@@ -187,15 +175,18 @@ async def logout(request: Request, session: SessionDep) -> Response:
         if not check_csrf(secret_of(request), who[1], str(form.get("csrf", ""))):
             return _redirect(err="csrf")
     response = _redirect(msg="logout")
-    response.delete_cookie(COOKIE_NAME, path="/")
+    clear_session_cookie(request, response)
     return response
 
 
-ACTIONS = ("hide", "unhide", "disqualify", "requalify", "rescore", "reveal", "unreveal")
+ACTIONS = ("hide", "unhide", "disqualify", "requalify", "rescore", "reveal", "unreveal",
+           "create_team", "create_token", "revoke_token")
 
 
 @pages.post("/organiser/action")
 async def action(request: Request, session: SessionDep, enqueue: EnqueueDep) -> Response:
+    if not same_origin(request):
+        return _redirect(err="site")
     who = await run_in_threadpool(organiser_from_request, request, session)
     if who is None:
         return _redirect(err="login")
@@ -205,16 +196,62 @@ async def action(request: Request, session: SessionDep, enqueue: EnqueueDep) -> 
         return _redirect(err="form")
     if not check_csrf(secret_of(request), cookie, str(form.get("csrf", ""))):
         return _redirect(err="csrf")
-    return await run_in_threadpool(_act, request, session, enqueue, team, form)
+    return await run_in_threadpool(_act, request, session, enqueue, team, cookie, form)
 
 
-def _act(request: Request, session: Session, enqueue: Enqueue, team: Team,
+def _form_id(form: dict[str, str], name: str) -> int | None:
+    raw = str(form.get(name, ""))
+    if not (raw.isascii() and raw.isdigit()) or not 0 < int(raw) < 2**31:
+        return None
+    return int(raw)
+
+
+def _teams_action(request: Request, session: Session, team: Team, cookie: str, name: str,
+                  form: dict[str, str]) -> Response:
+    """Create a team, issue a token, revoke a token. A new token is shown on the page this
+    POST answers with, once: it is never put in a URL and never stored."""
+    if name == "create_team":
+        created, issued = teams.create_team(
+            session, team, str(form.get("name", "")),
+            organiser=form.get("is_organiser") == "on", baseline=form.get("is_baseline") == "on")
+        session.commit()
+        return _console(request, session, team, cookie,
+                        issued={"team": created.name, "token": issued.secret},
+                        message=f"Team {created.name} created.")
+    if name == "create_token":
+        team_id = _form_id(form, "team_id")
+        if team_id is None:
+            return _redirect(err="team")
+        issued = teams.create_token(session, team, team_id)
+        owner = session.get(Team, team_id)
+        session.commit()
+        return _console(request, session, team, cookie,
+                        issued={"team": owner.name if owner else "?", "token": issued.secret},
+                        message="Token issued.")
+    token_id = _form_id(form, "token_id")
+    if token_id is None:
+        return _redirect(err="team")
+    teams.revoke_token(session, team, token_id)
+    session.commit()
+    return _redirect(msg="revoked")
+
+
+def _act(request: Request, session: Session, enqueue: Enqueue, team: Team, cookie: str,
          form: dict[str, str]) -> Response:
     name = str(form.get("action", ""))
     reason = str(form.get("reason", "")) or None
     raw_id = str(form.get("submission_id", ""))
     if name not in ACTIONS:
         return _redirect(err="action")
+    if name in ("create_team", "create_token", "revoke_token"):
+        try:
+            return _teams_action(request, session, team, cookie, name, form)
+        except AppError as exc:
+            session.rollback()
+            if exc.status == 404:
+                return _redirect(err="team")
+            return _console(request, session, team, cookie,
+                            error=exc.detail if isinstance(exc.detail, str) else str(exc))
     try:
         if name in ("hide", "unhide", "disqualify", "requalify"):
             if not (raw_id.isascii() and raw_id.isdigit()) or not 0 < int(raw_id) < 2**31:
@@ -270,9 +307,11 @@ def _set_challenge(request: Request, session: Session, team: Team, cookie: str,
         store.set_schedule(session, team, text if text.strip() else None, "organiser page")
     except ScheduleError as exc:
         session.rollback()
-        return HTMLResponse(_organiser_html(request, session, team, cookie, None,
-                                            "The challenge file was refused; nothing changed.",
-                                            exc.problems, text), status_code=422)
+        response = _console(request, session, team, cookie,
+                            error="The challenge file was refused; nothing changed.",
+                            schedule_problems=exc.problems, schedule_draft=text)
+        response.status_code = 422
+        return response
     session.commit()
     _invalidate(request)
     return _redirect(msg="challenge")

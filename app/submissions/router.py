@@ -57,7 +57,11 @@ _UPLOAD_BODY: dict[str, Any] = {
                         "outputs": {"type": "string",
                                     "enum": ["ctr,cvr", "ctr,ctcvr", "ctr,cvr,ctcvr"],
                                     "default": "ctr,cvr",
-                                    "description": "what the checkpoint's outputs are"},
+                                    "description": "what the checkpoint's outputs are; "
+                                                   "models of the multi-task library "
+                                                   "return (pCTR, pCTCVR): ctr,ctcvr"},
+                        "description": {"type": "string", "maxLength": 500,
+                                        "description": "the team's own note"},
                     },
                 },
                 "encoding": {"file": {"contentType": "application/octet-stream"},

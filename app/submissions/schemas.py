@@ -54,6 +54,9 @@ class SubmissionOut(BaseModel):
     feedback: str | None = Field(None, description="ladder feedback: released, or not "
                                                    "significantly better than your best")
     feedback_p_value: float | None = None
+    description: str | None = Field(None, description="the team's own note")
+    output_warning: str | None = Field(
+        None, description="a checkpoint whose outputs contradict the declared order")
 
 
 class VerifyRequest(BaseModel):

@@ -33,6 +33,7 @@ from evaluator.schema import TASKS, parse_country
 
 MAX_METHOD_CHARS = 100
 PARTICIPANT_DIGITS = 4
+MAX_DESCRIPTION_CHARS = 500
 MAX_IDEMPOTENCY_KEY = 200
 _KEY_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,200}$")
 
@@ -75,6 +76,17 @@ def clean_method(value: str) -> str:
     return text
 
 
+def clean_description(value: str | None) -> str | None:
+    if value is None:
+        return None
+    text = " ".join("".join(" " if unicodedata.category(ch).startswith("C") else ch
+                            for ch in value).split())
+    if len(text) > MAX_DESCRIPTION_CHARS:
+        raise Invalid(f"description: at most {MAX_DESCRIPTION_CHARS} characters, got "
+                      f"{len(text)}", code="invalid_field")
+    return text or None
+
+
 def check_idempotency_key(key: str | None) -> str | None:
     if key is None:
         return None
@@ -109,6 +121,7 @@ class Checked:
     method: str
     outputs: str | None
     file_format: str | None
+    description: str | None = None
 
 
 def validate(settings: Settings, upload: Upload) -> Checked:
@@ -125,6 +138,7 @@ def validate(settings: Settings, upload: Upload) -> Checked:
     except ValueError as exc:
         raise Invalid(f"country: {exc}", code="invalid_field") from None
     method = clean_method(fields["method"])
+    description = clean_description(fields.get("description"))
     prediction_file = upload.files.get("file")
     checkpoint = upload.files.get("checkpoint")
     if prediction_file is None and checkpoint is None:
@@ -158,7 +172,8 @@ def validate(settings: Settings, upload: Upload) -> Checked:
             check_archive(checkpoint.path)
         except CheckpointRejected as exc:
             raise Invalid(f"checkpoint: {exc}", code="invalid_checkpoint") from None
-    return Checked(country=country, method=method, outputs=outputs, file_format=file_format)
+    return Checked(country=country, method=method, outputs=outputs, file_format=file_format,
+                   description=description)
 
 
 def create(session: Session, settings: Settings, team: Team, upload: Upload, checked: Checked,
@@ -190,6 +205,7 @@ def create(session: Session, settings: Settings, team: Team, upload: Upload, che
         outputs=checked.outputs, file_format=checked.file_format,
         idempotency_key=idempotency_key, attempts=0, hidden=False, disqualified=False,
         created_at=now,
+        description=checked.description,
     )
     session.add(submission)
     try:
@@ -269,7 +285,8 @@ def describe(session: Session, team: Team, submissions: Sequence[Submission],
             selection=marks.get(s.id),  # type: ignore[arg-type]
             withdrawn=bool(s.withdrawn), post_challenge=schedule.is_post_challenge(s.created_at),
             feedback=feedback,
-            feedback_p_value=decision.p_value if decision is not None else None))
+            feedback_p_value=decision.p_value if decision is not None else None,
+            description=s.description, output_warning=s.output_warning))
     return result
 
 

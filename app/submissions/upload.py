@@ -24,7 +24,7 @@ from starlette.requests import ClientDisconnect, Request
 from app.errors import AppError, TooLarge
 from app.storage import is_full
 
-TEXT_FIELDS = ("country", "method", "outputs")
+TEXT_FIELDS = ("country", "method", "outputs", "description")
 FILE_FIELDS = ("file", "checkpoint")
 MAX_TEXT_BYTES = 1024
 MAX_HEADER_BYTES = 4096

@@ -11,6 +11,12 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from evaluator.schema import COUNTRIES
 
 
+def problem_lines(reason: str | None) -> list[str]:
+    """A failure reason as its list of problems, one a line (the "- " bullets dropped)."""
+    return [line.strip().removeprefix("- ") for line in (reason or "").splitlines()
+            if line.strip()]
+
+
 @cache
 def environment() -> Environment:
     # Autoescape templates rendered from strings too.
@@ -21,6 +27,7 @@ def environment() -> Environment:
         lstrip_blocks=True,
     )
     env.globals.update(countries=COUNTRIES)
+    env.filters["problems"] = problem_lines
     return env
 
 

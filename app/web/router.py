@@ -9,7 +9,8 @@ from fastapi.responses import Response
 
 router = APIRouter(include_in_schema=False)
 
-STATIC_FILES = {"style.css": "text/css; charset=utf-8"}
+STATIC_FILES = {"style.css": "text/css; charset=utf-8",
+                "me.js": "text/javascript; charset=utf-8"}
 
 
 @router.get("/static/{name}")

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import inspect, select, text
+from sqlalchemy import func, inspect, select, text
 
 from app.auth import TOKEN_PREFIX, digest, team_for_token
 from app.db import make_engine, session_factory
@@ -21,6 +21,8 @@ from app.models import ApiToken, AuditLog, ChallengeState, Score, Submission, Te
 # Every route of the app and who may call it. A new route fails
 # test_every_route_has_an_access_class until it is placed here (and so covered below).
 PUBLIC, TEAM, ORGANISER, ORGANISER_PAGE = "public", "team", "organiser", "organiser page"
+# Pages of a signed-in team (the session cookie of /login; a bearer token opens none of them).
+TEAM_PAGE = "team page"
 ACCESS: dict[tuple[str, str], str] = {
     ("GET", "/openapi.json"): PUBLIC,
     ("GET", "/docs"): PUBLIC,
@@ -31,6 +33,14 @@ ACCESS: dict[tuple[str, str], str] = {
     ("GET", "/country/{country}"): PUBLIC,
     ("GET", "/submissions/{submission_id}"): PUBLIC,
     ("GET", "/static/{name}"): PUBLIC,
+    ("GET", "/static/docs/{name}"): PUBLIC,
+    ("GET", "/login"): PUBLIC,
+    ("POST", "/login"): PUBLIC,
+    ("GET", "/logout"): TEAM_PAGE,
+    ("POST", "/logout"): TEAM_PAGE,
+    ("GET", "/me"): TEAM_PAGE,
+    ("GET", "/me/submissions.json"): TEAM_PAGE,
+    ("POST", "/me/submissions"): TEAM_PAGE,
     ("GET", "/api/v1/leaderboard"): PUBLIC,
     ("GET", "/api/v1/leaderboard/{country}"): PUBLIC,
     ("GET", "/api/v1/results/{submission_id}"): PUBLIC,
@@ -142,7 +152,9 @@ class World:
     def fill(self, path: str) -> str:
         return (path.replace("{submission_id}", str(self.a_sid))
                 .replace("{team_id}", str(self.a.id)).replace("{token_id}", str(self.a_token_id))
-                .replace("{country}", "NL").replace("{name}", "style.css"))
+                .replace("{country}", "NL")
+                .replace("/static/docs/{name}", "/static/docs/swagger-ui.css")
+                .replace("{name}", "style.css"))
 
     def call(self, method: str, template: str, headers: dict[str, str]) -> Any:
         path = self.fill(template)
@@ -239,12 +251,12 @@ def test_participant_token_opens_no_organiser_page(world: World) -> None:
     login = world.client.post("/organiser/login", data={"token": world.b_token},
                               follow_redirects=False)
     assert login.status_code == 303 and "err=token" in login.headers["location"]
-    assert "lb_org" not in login.headers.get("set-cookie", "")
+    assert "lb_session" not in login.headers.get("set-cookie", "")
     page = world.client.get("/organiser", headers=bearer(world.b_token))
     assert page.status_code == 200 and "a-secret-method" not in page.text
     before = organiser_state(world)
-    forged = {"Cookie": f"lb_org={world.b.id}.9999999999.{'0' * 64}"}
-    for headers in (bearer(world.b_token), forged):
+    fake = {"Cookie": f"lb_session={world.b.id}.1.9999999999.{'0' * 64}"}
+    for headers in (bearer(world.b_token), fake):
         action = world.client.post("/organiser/action", headers=headers, follow_redirects=False,
                                    data={"action": "reveal", "csrf": "x"})
         assert action.status_code == 303 and "err=login" in action.headers["location"]
@@ -382,6 +394,14 @@ def test_private_scores_appear_nowhere_before_the_reveal_and_everywhere_after(
         if response.headers["content-type"].startswith("application/json"):
             data = response.json()
             assert numbers_under(data, {"private", "full"}) == [], path
+
+    # The signed-in team's own pages, too (the session cookie, not a bearer token).
+    own = sign_in(world, world.a_token)
+    for path in ("/me", "/me/submissions.json", f"/submissions/{world.a_sid}"):
+        response = own.get(path)
+        assert response.status_code == 200, (path, response.text)
+        leaked = numeric_tokens(response.text) & forbidden
+        assert not leaked, f"{path} shows private-split figures before the reveal: {leaked}"
 
     reveal = world.client.post("/api/v1/organiser/reveal", headers=bearer(world.org_token))
     assert reveal.status_code == 200 and reveal.json()["revealed"] is True
@@ -535,3 +555,180 @@ def test_auth_write_is_committed_and_unlocked_before_the_endpoint_runs(
     finally:
         engine.dispose()
         other.dispose()
+
+
+# ------------------------------------------------------------------ the signed-in team's pages
+
+
+def browser(world: World) -> Any:
+    """A browser of its own (its own cookie jar) on the world's app."""
+    from fastapi.testclient import TestClient
+
+    return TestClient(world.client.app, follow_redirects=False)
+
+
+def sign_in(world: World, token: str) -> Any:
+    tab = browser(world)
+    response = tab.post("/login", data={"token": token})
+    assert response.status_code == 303 and response.headers["location"] == "/me", response.text
+    cookie = response.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict")
+    assert token not in cookie
+    return tab
+
+
+def csrf_of(tab: Any) -> str:
+    page = tab.get("/me")
+    assert page.status_code == 200, page.text
+    found = re.search(r'data-csrf="([0-9a-f]{64})"', page.text)
+    assert found, page.text
+    return found.group(1)
+
+
+def form_upload(tab: Any, csrf: str | None, body: bytes, **headers: str) -> Any:
+    sent = {"X-CSRF-Token": csrf} if csrf is not None else {}
+    return tab.post("/me/submissions", headers=sent | headers,
+                    files={"file": ("p.csv", body, "text/csv")},
+                    data={"country": "NL", "method": "from-the-form"})
+
+
+def test_team_pages_need_a_session_and_a_bearer_token_opens_none(world: World) -> None:
+    tab = browser(world)
+    for method, template in (k for k, kind in ACCESS.items() if kind == TEAM_PAGE):
+        for headers in ({}, bearer(world.a_token),
+                        {"Cookie": f"lb_session={world.a.id}.{world.a_token_id}.9999999999."
+                                   + "0" * 64}):
+            path = world.fill(template)
+            if method == "GET":
+                response = tab.get(path, headers=headers)
+            elif path == "/me/submissions":
+                response = tab.post(path, headers=headers | {"X-CSRF-Token": "0" * 64},
+                                    files={"file": ("p.csv", b"row_id,ctr,cvr\n", "text/csv")},
+                                    data={"country": "NL", "method": "x"})
+            else:
+                response = tab.post(path, headers=headers, data={"csrf": "x"})
+            assert response.status_code in (303, 401), (method, path, response.text)
+            if response.status_code == 303:
+                assert response.headers["location"].startswith("/login"), (method, path)
+            assert "a-secret-method" not in response.text
+    with world.session() as session:
+        assert session.execute(select(Submission.method)).scalars().all() == ["a-secret-method"]
+
+
+def test_me_shows_only_the_own_teams_submissions(world: World) -> None:
+    a, b = sign_in(world, world.a_token), sign_in(world, world.b_token)
+    assert "a-secret-method" in a.get("/me").text
+    assert "a-secret-method" in a.get("/me/submissions.json").text
+    for path in ("/me", "/me/submissions.json"):
+        response = b.get(path)
+        assert response.status_code == 200 and "a-secret-method" not in response.text
+    assert b.get("/me/submissions.json").json()["submissions"] == []
+
+
+def test_the_own_team_sees_its_failed_submission_page_and_no_one_else_does(
+        world: World) -> None:
+    with world.session() as session:
+        failed = Submission(team_id=world.a.id, country="NL", method="a-failed-method",
+                            state="failed", reason="line 3, column ctr: not a number",
+                            attempts=1)
+        session.add(failed)
+        session.commit()
+        failed_id = failed.id
+    own = sign_in(world, world.a_token).get(f"/submissions/{failed_id}")
+    assert own.status_code == 200 and "not a number" in own.text and "failed" in own.text
+    for tab in (browser(world), sign_in(world, world.b_token)):
+        other = tab.get(f"/submissions/{failed_id}")
+        assert other.status_code == 404 and "a-failed-method" not in other.text
+
+
+def test_form_upload_needs_the_csrf_header_and_the_same_site(world: World,
+                                                          make_predictions: Any) -> None:
+    tab = sign_in(world, world.b_token)
+    csrf = csrf_of(tab)
+    body = make_predictions(seed=5)[0]
+    for token, headers in ((None, {}), ("0" * 64, {}),
+                           (csrf, {"Origin": "http://evil.example"}),
+                           (csrf, {"Sec-Fetch-Site": "cross-site"})):
+        response = form_upload(tab, token, body, **headers)
+        assert response.status_code == 403, (token, headers, response.text)
+    with world.session() as session:
+        assert session.execute(select(func.count()).select_from(Submission).where(
+            Submission.team_id == world.b.id)).scalar_one() == 0
+    accepted = form_upload(tab, csrf, body, Origin="http://testserver")
+    assert accepted.status_code == 202, accepted.text
+
+
+def test_cross_site_posts_to_the_sign_in_and_organiser_forms_are_refused(world: World) -> None:
+    tab = browser(world)
+    refused = tab.post("/login", data={"token": world.a_token},
+                       headers={"Origin": "http://evil.example"})
+    assert refused.status_code == 303 and "err=site" in refused.headers["location"]
+    assert "lb_session" not in refused.headers.get("set-cookie", "")
+    org = browser(world)
+    assert org.post("/organiser/login", data={"token": world.org_token}).status_code == 303
+    page = org.get("/organiser")
+    csrf = re.search(r'name="csrf" value="([0-9a-f]{64})"', page.text)
+    assert csrf is not None
+    before = organiser_state(world)
+    response = org.post("/organiser/action", data={"action": "reveal", "csrf": csrf.group(1)},
+                        headers={"Sec-Fetch-Site": "cross-site", "Origin": "http://evil.example"})
+    assert response.status_code == 303 and "err=site" in response.headers["location"]
+    assert organiser_state(world) == before
+
+
+# Issue 14, item 7: the cookie key used to be this public string whenever LB_ENV was not
+# production; anyone could sign an organiser session with it.
+OLD_FIXED_SECRET = "dev-insecure-secret-key-change-me"
+
+
+def forged(secret: str, body: str) -> str:
+    return body + "." + hmac.new(secret.encode(), ("session|" + body).encode(),
+                                 "sha256").hexdigest()
+
+
+def test_a_cookie_forged_with_the_old_fixed_secret_is_refused(world: World) -> None:
+    import time
+
+    with world.session() as session:
+        org = session.execute(select(Team).where(Team.name == "organisers")).scalar_one()
+        org_token_id = session.execute(select(ApiToken.id).where(
+            ApiToken.team_id == org.id)).scalar_one()
+    now = int(time.time())
+    before = organiser_state(world)
+    for value in (forged(OLD_FIXED_SECRET, f"{org.id}.{now}"),  # the old cookie's shape
+                  forged(OLD_FIXED_SECRET, f"{org.id}.{org_token_id}.{now}")):
+        tab = browser(world)
+        for name in ("lb_org", "lb_session"):
+            tab.cookies.set(name, value)
+        page = tab.get("/organiser")
+        assert page.status_code == 200 and 'action="/organiser/login"' in page.text
+        assert "a-secret-method" not in page.text
+        action = tab.post("/organiser/action", data={"action": "reveal", "csrf": "x"})
+        assert action.status_code == 303 and "err=login" in action.headers["location"]
+        assert tab.get("/me").status_code == 303
+    assert organiser_state(world) == before
+
+
+def test_revoking_a_token_ends_the_sessions_made_with_it(world: World) -> None:
+    """Issue 14, item 8: for participants and organisers alike, at the next request."""
+    participant = sign_in(world, world.a_token)
+    organiser = browser(world)
+    assert organiser.post("/organiser/login",
+                          data={"token": world.org_token}).status_code == 303
+    assert "a-secret-method" in organiser.get("/organiser").text
+    assert participant.get("/me").status_code == 200
+    with world.session() as session:
+        org_token_id = session.execute(select(ApiToken.id).join(Team).where(
+            Team.name == "organisers")).scalar_one()
+    for token_id in (world.a_token_id, org_token_id):
+        response = world.client.post(f"/api/v1/tokens/{token_id}/revoke",
+                                     headers=bearer(world.org_token))
+        assert response.status_code == 200, response.text
+    assert participant.get("/me").headers["location"].startswith("/login")
+    assert participant.get("/me/submissions.json").status_code == 401
+    page = organiser.get("/organiser")
+    assert 'action="/organiser/login"' in page.text and "a-secret-method" not in page.text
+    before = organiser_state(world)
+    response = organiser.post("/organiser/action", data={"action": "reveal", "csrf": "x"})
+    assert response.status_code == 303 and "err=login" in response.headers["location"]
+    assert organiser_state(world) == before

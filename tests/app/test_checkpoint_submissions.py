@@ -277,3 +277,27 @@ def test_a_file_that_its_checkpoint_does_not_reproduce_is_not_verified(
     assert verification["verified"] is False
     rows = verification["results"]["rows"]
     assert any(not r["within_tolerance"] and r["rows_over"] > 0 for r in rows.values())
+
+
+class ReturnsCtrAndCtcvr(nn.Module):
+    """Like the multi-task library's models: (pCTR, pCTCVR), the second never above the
+    first."""
+
+    def forward(self, categorical: torch.Tensor, numerical: torch.Tensor) -> list[torch.Tensor]:
+        ctr = torch.sigmoid(numerical[:, 0] - 2.0)
+        return [ctr, ctr * torch.sigmoid(numerical[:, 1] - 3.0)]
+
+
+def test_a_checkpoint_whose_outputs_contradict_their_declaration_is_warned(
+    client: Any, make_team: Callable[..., tuple[Any, str]],
+) -> None:
+    _, token = make_team("mtl-team")
+    archive = _archive(ReturnsCtrAndCtcvr())
+    wrong = _submit(client, token, checkpoint=archive, outputs="ctr,cvr")
+    right = _submit(client, token, checkpoint=archive, outputs="ctr,ctcvr")
+    wrong_sub = _get(client, token, wrong.json()["id"])
+    right_sub = _get(client, token, right.json()["id"])
+    assert wrong_sub["state"] == right_sub["state"] == "scored", wrong_sub["reason"]
+    assert wrong_sub["output_warning"] is not None
+    assert "below the first (pCTR) on 100% of the rows" in wrong_sub["output_warning"]
+    assert right_sub["output_warning"] is None

@@ -26,9 +26,17 @@ def test_settings_come_from_lb_environment_variables(monkeypatch: pytest.MonkeyP
     assert (settings.max_upload_bytes, settings.daily_quota) == (1234, 9)
 
 
-def test_production_refuses_the_default_secret_key() -> None:
-    with pytest.raises(ValidationError, match="LB_SECRET_KEY is the development default"):
-        Settings(env="production", database_url="postgresql+psycopg://db/lb")
+def test_production_refuses_a_short_secret_key() -> None:
+    with pytest.raises(ValidationError, match="LB_SECRET_KEY is shorter than 32"):
+        Settings(env="production", secret_key=SecretStr("short"),
+                 database_url="postgresql+psycopg://db/lb")
+
+
+def test_no_fixed_secret_key_is_built_in() -> None:
+    # Unset, the key is made at random per data folder (app.web.session), never a constant.
+    assert Settings().secret_key is None
+    assert Settings(env="production",
+                    database_url="postgresql+psycopg://db/lb").secret_key is None
 
 
 def test_production_refuses_sqlite() -> None:

@@ -38,7 +38,8 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[2]
-LEADERBOARD = str(Path(sys.executable).parent / "leaderboard")
+# This checkout's code, whichever copy of the package the environment has installed.
+LEADERBOARD = (sys.executable, "-m", "app")
 OUTPUT = ROOT / "test-output" / "browser"
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -73,7 +74,7 @@ class Server:
 
 
 def leaderboard_cli(env: dict[str, str], *args: str) -> str:
-    result = subprocess.run([LEADERBOARD, *args], cwd=ROOT, env=env,
+    result = subprocess.run([*LEADERBOARD, *args], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     return result.stdout
@@ -96,12 +97,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         prepare_csv(raw / f"AliExpress_{cc}" / "test.csv", data_dir / "prepared" / cc)
     port = free_port()
     env = {**os.environ, "LB_DATA_DIR": str(data_dir),
-           "LB_DATABASE_URL": f"sqlite:///{tmp / 'lb.db'}", "LB_ENV": "development"}
+           "LB_DATABASE_URL": f"sqlite:///{tmp / 'lb.db'}", "LB_ENV": "development",
+           "PYTHONPATH": str(ROOT)}
     env.pop("LB_REDIS_URL", None)
     leaderboard_cli(env, "db", "upgrade")
     log = (tmp / "server.log").open("wb")
     process = subprocess.Popen(
-        [LEADERBOARD, "serve", "--host", "127.0.0.1", "--port", str(port)],
+        [*LEADERBOARD, "serve", "--host", "127.0.0.1", "--port", str(port)],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
@@ -296,7 +298,7 @@ def test_organiser_logs_in_and_reveals_the_private_split(
     click_and_wait(browser, browser.find_element(
         By.CSS_SELECTOR, "form.login button"))
     assert "Logged in" in browser.find_element(By.CLASS_NAME, "flash").text
-    cookie = browser.get_cookie("lb_org")
+    cookie = browser.get_cookie("lb_session")
     assert cookie is not None
     assert cookie["httpOnly"] is True
     assert cookie["sameSite"] == "Strict"

@@ -50,7 +50,11 @@ def test_demo_builds_serves_and_enters_everything_once(tmp_path: Path) -> None:
     assert (folder / MARKER).is_file()
     assert (folder / "prepared" / "NL" / "meta.json").is_file()
     tokens = json.loads((folder / TOKENS_FILE).read_text())
-    assert set(tokens) == {"organisers", "baselines", "logreg-lab", "coin-flip"}
+    assert set(tokens) == {"organisers", "baselines", "logreg-lab", "coin-flip", "newcomer"}
+    # The team offered to a person trying the demo is printed with its token and has its
+    # whole day's quota: the demo entered nothing for it.
+    assert any(tokens["newcomer"] in line and "/login" in line and "all 5" in line
+               for line in lines), lines
     assert (folder / TOKENS_FILE).stat().st_mode & 0o077 == 0
     subs = rows(folder, "SELECT t.name, s.method, s.state FROM submission s "
                         "JOIN team t ON t.id = s.team_id ORDER BY s.id")
@@ -80,7 +84,10 @@ def test_demo_builds_serves_and_enters_everything_once(tmp_path: Path) -> None:
     assert (folder / PARTICIPANTS_FILE).is_file()
     assert any("reusing" in line for line in lines)
     assert len(rows(folder, "SELECT id FROM submission")) == 4
-    assert len(rows(folder, "SELECT id FROM team")) == 4
+    assert len(rows(folder, "SELECT id FROM team")) == 5
+    assert rows(folder, "SELECT count(*) FROM submission s JOIN team t ON t.id = s.team_id "
+                        "WHERE t.name = 'newcomer'") == [(0,)]
+    assert any(tokens["newcomer"] in line for line in lines)
     assert len(json.loads((folder / ENTERED_FILE).read_text())) == 2
 
 

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from app.leaderboard.plots import Interval, ScatterPoint, ci_svg, roc_svg, scatter_svg
+from app.leaderboard.plots import (
+    HistoryPoint,
+    Interval,
+    ScatterPoint,
+    ci_svg,
+    history_svg,
+    roc_svg,
+    scatter_svg,
+)
 
 SVG = "{http://www.w3.org/2000/svg}"
 HOSTILE = "<script>alert(1)</script>"
@@ -90,3 +98,31 @@ def test_control_characters_in_names_keep_the_svg_well_formed() -> None:
     svg = ci_svg([Interval("bad\x00name\x07", 0.7, 0.69, 0.71, group=1)], title="t\x1b")
     root = parse(svg)
     assert any("bad\ufffdname\ufffd" in t for t in texts(root))
+
+
+def test_history_plot_draws_each_submission_with_its_interval_in_time_order() -> None:
+    points = [HistoryPoint(at=100.0, series="NL CTR", auc=0.70, low=0.68, high=0.72,
+                           submission_id=1),
+              HistoryPoint(at=300.0, series="NL CTR", auc=0.74, low=0.73, high=0.75,
+                           submission_id=3),
+              HistoryPoint(at=200.0, series="NL CTR", auc=0.72, low=None, high=None,
+                           submission_id=2),
+              HistoryPoint(at=200.0, series="NL CVR", auc=0.60, low=0.55, high=0.65,
+                           submission_id=2)]
+    root = parse(history_svg(points, title=f"{HOSTILE}: AUC over time"))
+    dots = [el for el in root.iter(f"{SVG}circle") if el.get("class") == "history-point"]
+    assert len(dots) == 4
+    bars = [el for el in root.iter(f"{SVG}line") if el.get("class") == "ci-bar"]
+    assert len(bars) == 3  # the point without an interval has none
+    (line,) = [el for el in root.iter(f"{SVG}polyline") if el.get("class") == "history-line"]
+    xs = [float(p.split(",")[0]) for p in line.get("points", "").split()]
+    ys = [float(p.split(",")[1]) for p in line.get("points", "").split()]
+    assert xs == sorted(xs) and ys == sorted(ys, reverse=True)  # later and higher AUC
+    for bar in bars:  # a vertical bar: the interval spans AUC values, not time
+        assert bar.get("x1") == bar.get("x2") and bar.get("y1") != bar.get("y2")
+    assert f"{HOSTILE}: AUC over time" in texts(root)
+    assert {"NL CTR", "NL CVR"} <= set(texts(root))
+
+
+def test_history_plot_without_points_says_so() -> None:
+    assert "no scored submissions yet" in texts(parse(history_svg([], title="m")))
