@@ -22,11 +22,11 @@ from app.jobs.queue import Queue
 from app.leaderboard.router import api_router as leaderboard_api
 from app.leaderboard.router import pages_router as leaderboard_pages
 from app.organiser.router import router as organiser_router
+from app.participants.pages import router as participant_pages
 from app.phases.clock import SYSTEM_CLOCK
 from app.phases.router import pages as phases_pages
 from app.phases.router import router as phases_router
 from app.phases.store import load_file_at_start
-from app.participants.pages import router as participant_pages
 from app.submissions.pages import BROWSER_UPLOAD_PATH
 from app.submissions.pages import router as upload_page
 from app.submissions.router import router as submissions_router

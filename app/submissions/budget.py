@@ -25,6 +25,7 @@ import fcntl
 import os
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
@@ -94,9 +95,11 @@ async def _holder_key(fd: int) -> str:
     return ""
 
 
-async def upload_slot(request: Request, team: CurrentTeam, session: SessionDep,
-                      settings: SettingsDep) -> AsyncIterator[None]:
-    """A dependency holding the team's upload slot for the whole request."""
+@asynccontextmanager
+async def hold_upload_slot(request: Request, team: Team, session: Session,
+                           settings: Settings) -> AsyncIterator[None]:
+    """The team's upload slot, held for the `async with` block (the API's and the browser's
+    uploads both take it)."""
     if exempt(team):
         yield
         return
@@ -128,6 +131,13 @@ def _check_storage_and_commit(session: Session, settings: Settings, team: Team,
         check_storage(session, settings, team, incoming)
     finally:
         session.commit()
+
+
+async def upload_slot(request: Request, team: CurrentTeam, session: SessionDep,
+                      settings: SettingsDep) -> AsyncIterator[None]:
+    """A dependency holding the team's upload slot for the whole request."""
+    async with hold_upload_slot(request, team, session, settings):
+        yield
 
 
 UploadSlot = Annotated[None, Depends(upload_slot, scope="function")]

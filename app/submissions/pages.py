@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from app.deps import EnqueueDep, SessionDep, SettingsDep
+from app.phases.deps import ChallengeNow
 from app.web.session import (
     CSRF_HEADER,
     SignedIn,
@@ -23,6 +24,7 @@ from app.web.session import (
     signed_in,
 )
 
+from .budget import hold_upload_slot
 from .router import create_submission
 
 router = APIRouter(include_in_schema=False)
@@ -32,7 +34,7 @@ BROWSER_UPLOAD_PATH = "/me/submissions"
 
 @router.post(BROWSER_UPLOAD_PATH)
 async def browser_upload(request: Request, session: SessionDep, settings: SettingsDep,
-                         enqueue: EnqueueDep) -> Response:
+                         enqueue: EnqueueDep, moment: ChallengeNow) -> Response:
     if not same_origin(request):
         return JSONResponse({"error": "cross_site", "detail": "the upload came from another "
                              "site; nothing was stored"}, status_code=403)
@@ -50,7 +52,8 @@ async def browser_upload(request: Request, session: SessionDep, settings: Settin
     if not check_csrf(secret_of(request), who.cookie, request.headers.get(CSRF_HEADER)):
         return JSONResponse({"error": "csrf", "detail": "the page's form token is missing or "
                              "expired; reload the page"}, status_code=403)
-    accepted = await create_submission(
-        request, who.team, session, settings, enqueue,
-        idempotency_key=request.headers.get("idempotency-key"))
+    async with hold_upload_slot(request, who.team, session, settings):
+        accepted = await create_submission(
+            request, who.team, session, settings, enqueue, moment, None,
+            idempotency_key=request.headers.get("idempotency-key"))
     return JSONResponse(accepted.model_dump(), status_code=202)
