@@ -15,7 +15,7 @@ start one of its jobs. A claim holds the lock for one short transaction.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, case, func, or_, select, text, update
@@ -101,10 +101,8 @@ def claim_fair(ctx: JobContext, named: int, owner: str, **values: Any) -> int | 
             return None
         result = session.execute(
             update(Submission)
-            # lease.claim's own condition; the values are lease.claim's too (keep them so)
+            # lease.claim's own condition and values
             .where(lease._claimable(Submission, chosen, now, ctx.settings.max_attempts))
-            .values(state="running", lease_owner=owner, attempts=Submission.attempts + 1,
-                    lease_expires_at=now + timedelta(seconds=ctx.settings.lease_seconds),
-                    **values)
+            .values(**lease.taken(ctx, Submission, owner, now), **values)
             .execution_options(synchronize_session=False))
         return chosen if result.rowcount == 1 else None  # type: ignore[attr-defined]

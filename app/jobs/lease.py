@@ -50,6 +50,12 @@ def _claimable(model: LeasedModel, row_id: int, now: datetime, max_attempts: int
     )
 
 
+def taken(ctx: JobContext, model: LeasedModel, owner: str, now: datetime) -> dict[str, Any]:
+    """What a claim writes on the row it takes (fair share's claim writes the same)."""
+    return {"state": "running", "lease_owner": owner, "attempts": model.attempts + 1,
+            "lease_expires_at": now + timedelta(seconds=ctx.settings.lease_seconds)}
+
+
 def claim(ctx: JobContext, model: LeasedModel, row_id: int, owner: str,
           **values: Any) -> bool:
     """Take the lease on a queued row (or one whose lease expired). True if taken."""
@@ -63,11 +69,8 @@ def claim(ctx: JobContext, model: LeasedModel, row_id: int, owner: str,
             if locked is None:
                 return False
         result = session.execute(
-            update(model).where(condition).values(
-                state="running", lease_owner=owner, attempts=model.attempts + 1,
-                lease_expires_at=now + timedelta(seconds=ctx.settings.lease_seconds),
-                **values,
-            ).execution_options(synchronize_session=False)
+            update(model).where(condition).values(**taken(ctx, model, owner, now), **values)
+            .execution_options(synchronize_session=False)
         )
         return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy.orm import Session
 
+from app.jobs.walltime import checkpoint_limits
 from app.models import Submission, Verification
 from evaluator.checkpoint import CheckpointFailed, CheckpointRun, parse_outputs, run_checkpoint
 from evaluator.checkpoint.verify import (
@@ -89,14 +90,17 @@ class VerificationJob:
         file = parse_prediction_file(ctx.store.path(sub.file_sha256), data.n_rows)
         archive = ctx.store.path(sub.checkpoint_sha256)
         outputs = parse_outputs(sub.outputs or "ctr,cvr")
-        run = self.run_checkpoint(archive, data.path, outputs)
+        # Both runs under the limit a scoring run of this test set gets.
+        limits = checkpoint_limits(ctx.settings, data.n_rows)
+        run = self.run_checkpoint(archive, data.path, outputs, limits=limits)
         plain = _fitting(run.to_predictions(), data.n_rows)
         # A fresh order per verification, so that no checkpoint can be built for it.
         order = np.random.default_rng(secrets.randbits(64)).permutation(data.n_rows)
         shuffled = ctx.store.tmp_dir / f"verify-{row_id}-{secrets.token_hex(8)}"
         try:
             permuted_copy(data, order, shuffled)
-            permuted = _fitting(self.run_checkpoint(archive, shuffled, outputs).to_predictions(),
+            permuted = _fitting(self.run_checkpoint(archive, shuffled, outputs,
+                                                    limits=limits).to_predictions(),
                                 data.n_rows)
         finally:
             shutil.rmtree(shuffled, ignore_errors=True)

@@ -11,7 +11,7 @@ from alembic import op
 
 
 revision: str = '0004_browser'
-down_revision: str | None = '0003'
+down_revision: str | None = '0004_phases'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
