@@ -38,7 +38,7 @@ def test_openapi_documents_the_multipart_upload_fields(client: Any) -> None:
     spec = client.get("/openapi.json").json()
     body = spec["paths"]["/api/v1/submissions"]["post"]["requestBody"]
     fields = body["content"]["multipart/form-data"]["schema"]["properties"]
-    assert set(fields) == {"country", "method", "file", "checkpoint", "outputs"}
+    assert set(fields) == {"country", "method", "file", "checkpoint", "outputs", "description"}
 
 
 def test_openapi_documents_error_responses(client: Any) -> None:

@@ -57,7 +57,7 @@ def keyed(values: dict[str, Any], settings: Any) -> Callable[..., CheckpointRun]
 
     index = {key(base, i): i for i in range(base.n_rows)}
 
-    def run(_archive: Any, prepared: Any, outputs: str) -> CheckpointRun:
+    def run(_archive: Any, prepared: Any, outputs: str, **_limits: Any) -> CheckpointRun:
         data = PreparedData.open(prepared)
         rows = np.array([index[key(data, i)] for i in range(data.n_rows)])
         ctr, cvr = values["ctr"][rows], values["cvr"][rows]
@@ -102,7 +102,7 @@ def test_a_checkpoint_that_differs_on_private_rows_only_is_not_verified(
 def test_a_participant_error_fails_the_verification_at_once_with_its_reason(
         ctx: JobContext, scored: tuple[int, dict[str, Any]],
         enqueued: list[tuple[JobKind, int]]) -> None:
-    def failing(*_args: Any) -> CheckpointRun:
+    def failing(*_args: Any, **_limits: Any) -> CheckpointRun:
         raise CheckpointFailed("the model raised IndexError: index out of range in self")
 
     vid = add_verification(ctx, scored[0])
@@ -116,7 +116,7 @@ def test_a_participant_error_fails_the_verification_at_once_with_its_reason(
 def test_an_unexpected_error_puts_the_verification_back_until_its_attempts_are_spent(
         ctx: JobContext, scored: tuple[int, dict[str, Any]], settings: Any,
         enqueued: list[tuple[JobKind, int]]) -> None:
-    def broken(*_args: Any) -> CheckpointRun:
+    def broken(*_args: Any, **_limits: Any) -> CheckpointRun:
         raise RuntimeError("a bug of ours")
 
     vid = add_verification(ctx, scored[0])

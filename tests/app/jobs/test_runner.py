@@ -58,7 +58,7 @@ def scores_by_version(ctx: JobContext, sid: int) -> dict[str, int]:
     return {version: count for version, count in rows}
 
 
-def broken(*_args: Any) -> Any:
+def broken(*_args: Any, **_limits: Any) -> Any:
     raise RuntimeError("a bug of ours")
 
 
@@ -211,7 +211,7 @@ def test_a_checkpoint_whose_outputs_do_not_fit_the_test_set_fails_its_verificati
     sid = add_submission()
     assert score_submission(ctx, sid) == "scored"
 
-    def too_short(*_args: Any) -> CheckpointRun:
+    def too_short(*_args: Any, **_limits: Any) -> CheckpointRun:
         return CheckpointRun(ctr=np.full(5, 0.5), cvr=np.full(5, 0.5), ctcvr=np.full(5, 0.25),
                              torch_version="test", device="cpu", duration_s=0.1)
 

@@ -45,7 +45,7 @@ def _result(ctx: JobContext, vid: int) -> Verification:
 def _by_position(ctr: np.ndarray, cvr: np.ndarray) -> Callable[..., CheckpointRun]:
     """A checkpoint that ignores its inputs: the i-th row it is given gets the i-th value of a
     table it carries (the file, in row order)."""
-    def run(_archive: Any, prepared: Any, outputs: str) -> CheckpointRun:
+    def run(_archive: Any, prepared: Any, outputs: str, **_limits: Any) -> CheckpointRun:
         n = PreparedData.open(prepared).n_rows
         return CheckpointRun(ctr=ctr[:n].copy(), cvr=cvr[:n].copy(), ctcvr=ctr[:n] * cvr[:n],
                              torch_version="test", device="cpu", duration_s=0.1,
@@ -102,7 +102,7 @@ def _feature_keyed(data: PreparedData, ctr: np.ndarray, cvr: np.ndarray
 
     index = {key(data, i): i for i in range(data.n_rows)}
 
-    def run(_archive: Any, prepared: Any, outputs: str) -> CheckpointRun:
+    def run(_archive: Any, prepared: Any, outputs: str, **_limits: Any) -> CheckpointRun:
         given = PreparedData.open(prepared)
         rows = np.array([index[key(given, i)] for i in range(given.n_rows)])
         return CheckpointRun(ctr=ctr[rows], cvr=cvr[rows], ctcvr=ctr[rows] * cvr[rows],
