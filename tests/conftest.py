@@ -41,6 +41,7 @@ SLOW_MODULES = {
     "tests/app/test_api_schema.py": "schemathesis fuzzing",
     "tests/app/test_checkpoint_submissions.py": "sandboxed checkpoint runs",
     "tests/app/submissions/test_checkpoint_uploads.py": "sandboxed checkpoint runs",
+    "tests/app/submissions/test_budget.py": "a live server, a lock-holding child process",
     "tests/evaluator/checkpoint/test_checkpoint.py": "sandboxed checkpoint runs",
     "tests/evaluator/checkpoint/test_hostile_checkpoints.py": "sandboxed checkpoint runs",
     "tests/evaluator/checkpoint/test_sandbox.py": "sandboxed child processes",
