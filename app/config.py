@@ -47,7 +47,7 @@ class Settings(BaseSettings):
         description="default largest |file - checkpoint| prediction on any row (verification)")
     secret_key: SecretStr | None = Field(
         default=None, description="signs browser session cookies; unset → a random key kept "
-                                  "in data_dir/secret_key (mode 600), made on first start")
+                                  "in data_dir/secret_key (mode 600), made on first use")
     consumer_workers: int = Field(default=1, gt=0, description="Huey worker threads")
     leaderboard_check_seconds: float = Field(
         default=0.5, ge=0,

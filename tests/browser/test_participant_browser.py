@@ -211,6 +211,17 @@ def traced_checkpoint(path: Path) -> None:
     torch.jit.save(traced, str(path))
 
 
+# Every visible text node's contrast against the background it sits on, by the WCAG 2
+# formula: at least 4.5:1, or 3:1 for large text (24 px, or 18.66 px bold). The script returns
+# the ones below.
+LOW_CONTRAST_JS = (Path(__file__).parent / "contrast.js").read_text()
+
+
+def low_contrast(browser: WebDriver) -> list[Any]:
+    found: list[Any] = browser.execute_script(LOW_CONTRAST_JS)
+    return found
+
+
 def sign_in(browser: WebDriver, server: Server, token: str) -> None:
     from selenium.webdriver.common.by import By
 
@@ -330,6 +341,7 @@ def test_a_participant_signs_in_uploads_and_follows_submissions_live(
     assert "checkpoint" in text and "Check the outputs" in text, text
     assert "ctr,ctcvr" in text
 
+    assert low_contrast(browser) == []
     # Screenshots of /me.
     screenshot(browser, "me", 1400)
     screenshot(browser, "me", 400)
@@ -379,6 +391,7 @@ def test_the_board_fits_at_1400_px_and_keeps_team_and_method_in_view_at_400_px(
         cut = browser.execute_script("return arguments[0].scrollWidth - arguments[0].clientWidth",
                                      cell)
         assert cut <= 1, cell.text  # the full name is there to read, wrapped
+    assert low_contrast(browser) == []  # the group badges included
     screenshot(browser, "board", 1400)
 
     set_width(browser, 400)
@@ -468,4 +481,5 @@ def test_cross_site_form_posts_are_refused_and_a_revoked_token_ends_the_session(
     browser.get(server.url + "/me")
     assert browser.current_url.endswith("/login?err=signin")
     assert "Sign in first" in browser.find_element(By.ID, "login-error").text
+    assert low_contrast(browser) == []
     screenshot(browser, "signed-out-after-revoke", 400)

@@ -78,3 +78,13 @@ def test_a_short_secret_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "secret_key").write_text("short")
     with pytest.raises(RuntimeError, match="shorter than 32"):
         load_or_create_secret(tmp_path)
+
+
+def test_processes_starting_together_agree_on_one_secret(tmp_path: Path) -> None:
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(4) as pool:
+        keys = pool.map(load_or_create_secret, [tmp_path] * 8)
+    assert len(set(keys)) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["secret_key"]  # no temporary file left
