@@ -10,8 +10,10 @@ import pytest
 import torch
 from checkpoint_factories import honest_model
 from confinement_factories import (
+    EntersAContext,
     HidesAnUnsafeViewDeep,
     ReinterpretsMemory,
+    SortsObjects,
     SparseBuffer,
     UninitialisedMemory,
     UnusedMethodReadsFiles,
@@ -133,6 +135,10 @@ REFUSED: dict[str, tuple[Callable[[], nn.Module], str]] = {
         UnusedMethodReadsFiles, r"calls aten::from_file in leak"),
     "uninitialised memory": (UninitialisedMemory, r"calls aten::empty in forward"),
     "a sparse buffer": (SparseBuffer, r"table is a torch.sparse_coo tensor"),
+    "sorting objects whose __lt__ is unsafe": (
+        SortsObjects, r"applies aten::sort to objects of __torch__\.\S*_SortKey in forward"),
+    "a with-statement whose __enter__ is unsafe": (
+        EntersAContext, r"uses a with-statement in forward"),
 }
 
 
