@@ -224,10 +224,23 @@ def check_loaded_model(torch: Any, model: Any) -> int:
                 constant = kind == "prim::Constant" and node.hasAttribute("value")
                 if constant and node.kindOf("value") == "t":
                     _refuse_tensor(torch, node.t("value"), f"a constant in {where}")
-        for name, tensor in (*module.named_parameters(recurse=False),
-                             *module.named_buffers(recurse=False)):
-            _refuse_tensor(torch, tensor, f"{module_name + '.' if module_name else ''}{name}")
+        # Every attribute, not just parameters and buffers: a list of tensors is one too.
+        attributes = torch._C._jit_debug_module_iterators(module._c)["named_attributes"]
+        for name, value in attributes:
+            for tensor in _tensors_in(torch, value):
+                _refuse_tensor(torch, tensor, f"{module_name + '.' if module_name else ''}{name}")
     return checked
+
+
+def _tensors_in(torch: Any, value: Any) -> Iterator[Any]:
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _tensors_in(torch, item)
+    elif isinstance(value, dict):
+        for item in (*value.keys(), *value.values()):
+            yield from _tensors_in(torch, item)
 
 
 def _main() -> int:

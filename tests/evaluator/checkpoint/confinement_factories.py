@@ -118,6 +118,20 @@ class SparseBuffer(nn.Module):
         return torch.sigmoid(numerical[:, :2])
 
 
+class SparseInAList(nn.Module):
+    """A sparse tensor in a list attribute (not a parameter or buffer), fed to a plain `add`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        indices = torch.tensor([[0, 1], [1, 0]])
+        self.tables: list[torch.Tensor] = [
+            torch.sparse_coo_tensor(indices, torch.ones(2), (2, 2))
+        ]
+
+    def forward(self, categorical: torch.Tensor, numerical: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(numerical[:2, :2] + self.tables[0])
+
+
 class LeaksAFileOnLoad(nn.Module):
     """`__setstate__` (run by torch.jit.load, before any check) reads a file and raises its
     bytes as its message: a file's contents or its existence, read off the failure reason."""

@@ -15,6 +15,7 @@ from confinement_factories import (
     ReinterpretsMemory,
     SortsObjects,
     SparseBuffer,
+    SparseInAList,
     UninitialisedMemory,
     UnusedMethodReadsFiles,
 )
@@ -135,6 +136,8 @@ REFUSED: dict[str, tuple[Callable[[], nn.Module], str]] = {
         UnusedMethodReadsFiles, r"calls aten::from_file in leak"),
     "uninitialised memory": (UninitialisedMemory, r"calls aten::empty in forward"),
     "a sparse buffer": (SparseBuffer, r"table is a torch.sparse_coo tensor"),
+    "a sparse tensor in a list attribute": (
+        SparseInAList, r"tables is a torch.sparse_coo tensor"),
     "sorting objects whose __lt__ is unsafe": (
         SortsObjects, r"applies aten::sort to objects of __torch__\.\S*_SortKey in forward"),
     "a with-statement whose __enter__ is unsafe": (
