@@ -51,8 +51,6 @@ STRUCTURAL_KINDS = frozenset(
         "prim::unchecked_cast",
         "prim::Uninitialized",
         "prim::RaiseException",
-        "prim::Enter",
-        "prim::Exit",
         "prim::EnumName",
         "prim::EnumValue",
         "prim::ModuleContainerIndex",
@@ -116,6 +114,22 @@ VETTED_PRIVATE = frozenset(
 )
 
 
+# Operators that only hold, move or compare by identity the objects in a container, so that one
+# applied to objects of a TorchScript class runs none of the class's methods. Any other operator
+# applied to such objects is refused: `sort` calls `__lt__`, `index` and `in` call `__eq__`, and
+# those methods' code is not part of any graph this module checks. (`with obj:` is refused for
+# the same reason: prim::Enter and prim::Exit run `__enter__`/`__exit__` out of sight.)
+OBJECT_SAFE = frozenset(
+    {
+        "aten::len", "aten::append", "aten::__getitem__", "aten::_set_item", "aten::insert",
+        "aten::pop", "aten::extend", "aten::clear", "aten::__is__", "aten::__isnot__",
+        "aten::list", "aten::reverse", "aten::slice", "aten::add", "aten::mul", "aten::copy",
+        "aten::keys", "aten::values", "aten::items", "aten::get", "aten::setdefault",
+        "aten::Delete", "aten::dict", "aten::update", "aten::popitem",
+    }
+)
+
+
 class OperatorRefused(Exception):
     """The model uses an operator (or holds a tensor) that is not allowed; says which, where."""
 
@@ -152,6 +166,17 @@ def _node_kinds(nodes: Any) -> Iterator[tuple[str, Any]]:
             yield from _node_kinds(block.nodes())
 
 
+def _object_type(torch: Any, value_type: Any) -> str | None:
+    """The name of a TorchScript class found in `value_type` (a list of them, an optional...)."""
+    if isinstance(value_type, torch.ClassType):
+        return str(value_type.qualified_name())
+    for contained in value_type.containedTypes():
+        found = _object_type(torch, contained)
+        if found is not None:
+            return found
+    return None
+
+
 def _refuse_tensor(torch: Any, tensor: Any, what: str) -> None:
     if not isinstance(tensor, torch.Tensor):
         return
@@ -175,8 +200,21 @@ def check_loaded_model(torch: Any, model: Any) -> int:
             torch._C._jit_pass_inline(graph)
             for kind, node in _node_kinds(graph.nodes()):
                 checked += 1
+                if kind in ("prim::Enter", "prim::Exit"):
+                    raise OperatorRefused(
+                        f"the checkpoint uses a with-statement in {where}, whose __enter__ and "
+                        "__exit__ cannot be checked (inference runs without gradients already)"
+                    )
                 if not is_allowed(kind):
                     raise OperatorRefused(f"the checkpoint calls {kind} in {where}")
+                if kind.startswith("aten::") and kind not in OBJECT_SAFE:
+                    for value in node.inputs():
+                        held = _object_type(torch, value.type())
+                        if held is not None:
+                            raise OperatorRefused(
+                                f"the checkpoint applies {kind} to objects of {held} in {where}"
+                                ", which would run their methods unchecked"
+                            )
                 if kind in ("prim::CallMethod", "prim::CallFunction"):
                     # What inlining leaves is dynamic dispatch (an interface), whose target
                     # cannot be known before it runs.
@@ -186,10 +224,23 @@ def check_loaded_model(torch: Any, model: Any) -> int:
                 constant = kind == "prim::Constant" and node.hasAttribute("value")
                 if constant and node.kindOf("value") == "t":
                     _refuse_tensor(torch, node.t("value"), f"a constant in {where}")
-        for name, tensor in (*module.named_parameters(recurse=False),
-                             *module.named_buffers(recurse=False)):
-            _refuse_tensor(torch, tensor, f"{module_name + '.' if module_name else ''}{name}")
+        # Every attribute, not just parameters and buffers: a list of tensors is one too.
+        attributes = torch._C._jit_debug_module_iterators(module._c)["named_attributes"]
+        for name, value in attributes:
+            for tensor in _tensors_in(torch, value):
+                _refuse_tensor(torch, tensor, f"{module_name + '.' if module_name else ''}{name}")
     return checked
+
+
+def _tensors_in(torch: Any, value: Any) -> Iterator[Any]:
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _tensors_in(torch, item)
+    elif isinstance(value, dict):
+        for item in (*value.keys(), *value.values()):
+            yield from _tensors_in(torch, item)
 
 
 def _main() -> int:

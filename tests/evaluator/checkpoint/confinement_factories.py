@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -50,6 +51,47 @@ class HidesAnUnsafeViewDeep(nn.Module):
         return torch.sigmoid(self.inner(numerical))
 
 
+@torch.jit.script
+class _SortKey:
+    """Its `__lt__`, which `list.sort` calls with no node of its own in the caller's graph,
+    builds an unchecked view."""
+
+    def __init__(self, x: torch.Tensor) -> None:
+        self.x = x
+
+    def __lt__(self, other: _SortKey) -> bool:
+        torch.ops.inductor._reinterpret_tensor(self.x, [2], [1], 1 << 20).fill_(1.0)
+        return True
+
+
+class SortsObjects(nn.Module):
+    def forward(self, categorical: torch.Tensor, numerical: torch.Tensor) -> torch.Tensor:
+        keys = [_SortKey(numerical), _SortKey(numerical)]
+        keys.sort()
+        return torch.sigmoid(keys[0].x[:, :2])
+
+
+@torch.jit.script
+class _Context:
+    """Its `__enter__` runs from prim::Enter, outside any graph the check walks."""
+
+    def __init__(self, x: torch.Tensor) -> None:
+        self.x = x
+
+    def __enter__(self) -> None:
+        torch.ops.inductor._reinterpret_tensor(self.x, [2], [1], 1 << 20).fill_(1.0)
+
+    def __exit__(self, kind: Any, value: Any, traceback: Any) -> None:
+        pass
+
+
+class EntersAContext(nn.Module):
+    def forward(self, categorical: torch.Tensor, numerical: torch.Tensor) -> torch.Tensor:
+        with _Context(numerical):
+            out = torch.sigmoid(numerical[:, :2])
+        return out
+
+
 class UnusedMethodReadsFiles(nn.Module):
     """forward is plain; another method, never called by the evaluator, reads a file."""
 
@@ -74,6 +116,20 @@ class SparseBuffer(nn.Module):
 
     def forward(self, categorical: torch.Tensor, numerical: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(numerical[:, :2])
+
+
+class SparseInAList(nn.Module):
+    """A sparse tensor in a list attribute (not a parameter or buffer), fed to a plain `add`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        indices = torch.tensor([[0, 1], [1, 0]])
+        self.tables: list[torch.Tensor] = [
+            torch.sparse_coo_tensor(indices, torch.ones(2), (2, 2))
+        ]
+
+    def forward(self, categorical: torch.Tensor, numerical: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(numerical[:2, :2] + self.tables[0])
 
 
 class LeaksAFileOnLoad(nn.Module):

@@ -10,9 +10,12 @@ import pytest
 import torch
 from checkpoint_factories import honest_model
 from confinement_factories import (
+    EntersAContext,
     HidesAnUnsafeViewDeep,
     ReinterpretsMemory,
+    SortsObjects,
     SparseBuffer,
+    SparseInAList,
     UninitialisedMemory,
     UnusedMethodReadsFiles,
 )
@@ -133,6 +136,12 @@ REFUSED: dict[str, tuple[Callable[[], nn.Module], str]] = {
         UnusedMethodReadsFiles, r"calls aten::from_file in leak"),
     "uninitialised memory": (UninitialisedMemory, r"calls aten::empty in forward"),
     "a sparse buffer": (SparseBuffer, r"table is a torch.sparse_coo tensor"),
+    "a sparse tensor in a list attribute": (
+        SparseInAList, r"tables is a torch.sparse_coo tensor"),
+    "sorting objects whose __lt__ is unsafe": (
+        SortsObjects, r"applies aten::sort to objects of __torch__\.\S*_SortKey in forward"),
+    "a with-statement whose __enter__ is unsafe": (
+        EntersAContext, r"uses a with-statement in forward"),
 }
 
 
