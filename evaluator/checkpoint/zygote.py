@@ -515,7 +515,7 @@ def shared() -> Zygote | None:
             _shared = None
         if time.monotonic() < _retry_at:
             return None
-        zygote = Zygote()
+        zygote = Zygote(ZYGOTE_MODULE)
         try:
             zygote.start()
         except ZygoteUnavailable as exc:
