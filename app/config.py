@@ -43,6 +43,11 @@ class Settings(BaseSettings):
                     "was lost, e.g. Redis was down at upload time)")
     verify_tolerance: float = Field(default=1e-4, ge=0,
                                     description="default |file AUC - checkpoint AUC|")
+    checkpoint_zygote: bool = Field(
+        default=True,
+        description="checkpoint jobs fork from a pre-warmed sandbox parent (the zygote) that "
+                    "the worker keeps, instead of starting a fresh interpreter and torch each; "
+                    "off, or where no zygote can start: fresh processes")
     secret_key: SecretStr = Field(default=SecretStr(DEV_SECRET_KEY),
                                   description="signs organiser cookies")
     consumer_workers: int = Field(default=1, gt=0, description="Huey worker threads")

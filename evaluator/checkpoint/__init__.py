@@ -30,6 +30,7 @@ from evaluator.checkpoint.sandbox import (
     default_read_paths,
 )
 from evaluator.checkpoint.zygote import Started, launch_child
+from evaluator.checkpoint.zygote import by_default as zygote_by_default
 from evaluator.data.prepared import PreparedData
 from evaluator.predictions import Predictions
 from evaluator.tasks import derive_outputs
@@ -151,11 +152,12 @@ def run_checkpoint(
     scan_code: bool = True,
     refuse_forbidden_ops: bool = True,
     hidden_paths: tuple[str, ...] | None = None,
-    zygote: bool = False,
+    zygote: bool | None = None,
 ) -> CheckpointRun:
     """Run the checkpoint on a prepared test set in a sandboxed child process: a fork of this
     process's zygote when `zygote` is set (started on first use; a fresh process when none can
-    run), else a fresh process. Both children confine themselves alike (child.py).
+    run), else a fresh process; None: the process's default (`zygote.use_by_default`, which a
+    worker sets from LB_CHECKPOINT_ZYGOTE). Both children confine themselves alike (child.py).
 
     `device` is "auto" (the GPU when the child finds one), "cpu" or "cuda[:i]"; `batch_size`
     0 chooses one by measurement on the first rows; `threads` 0 uses every core the process
@@ -197,7 +199,7 @@ def run_checkpoint(
         job,
         wall_time_s=limits.wall_time_s,
         max_result_bytes=_HEADER_MAX + n_rows * len(names) * 8,
-        zygote=zygote,
+        zygote=zygote_by_default() if zygote is None else zygote,
     )
     duration = time.monotonic() - started
     header, payload = _split_result(outcome.result)

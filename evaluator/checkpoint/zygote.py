@@ -500,6 +500,18 @@ def _ask_kill(reply: socket.socket) -> None:
 _lock = threading.Lock()
 _shared: Zygote | None = None
 _retry_at = 0.0
+# What `run_checkpoint(zygote=None)` does: off for the library and the offline CLI (one job per
+# process gains nothing), set from LB_CHECKPOINT_ZYGOTE by the worker's job context.
+_by_default = False
+
+
+def use_by_default(enabled: bool) -> None:
+    global _by_default
+    _by_default = bool(enabled) and supported()
+
+
+def by_default() -> bool:
+    return _by_default
 
 
 def shared() -> Zygote | None:
