@@ -73,6 +73,11 @@ def test_a_job_through_the_zygote_gives_exactly_the_fresh_childs_predictions(
     for task in ("ctr", "cvr", "ctcvr"):
         np.testing.assert_array_equal(getattr(forked, task), getattr(fresh, task))
     assert forked.sandbox == fresh.sandbox
+    # The timing each records: the warm-up apart from the forward, the batch size it used.
+    for run in (fresh, forked):
+        assert run.batch_size == 128
+        assert run.warmup_s > 0 and run.forward_s > 0 and run.forward_rows_per_s > 0
+        assert run.inference_s >= run.warmup_s + run.forward_s
     assert forked.device == fresh.device and forked.torch_version == fresh.torch_version
 
 
