@@ -86,7 +86,7 @@ def _traced(model: nn.Module, data: PreparedData, path: Path) -> Path:
         torch.from_numpy(np.array(data.numerical[:64])),
     )
     with torch.no_grad():
-        traced = torch.jit.trace(model, sample)
+        traced = torch.jit.trace(model, sample)  # type: ignore[no-untyped-call]
     torch.jit.save(traced, str(path))
     return path
 

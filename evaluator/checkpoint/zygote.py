@@ -31,6 +31,7 @@ use, started again when it died), or a fresh process when asked or when no zygot
 from __future__ import annotations
 
 import atexit
+import concurrent.futures
 import contextlib
 import errno
 import fcntl
@@ -499,6 +500,10 @@ def _ask_kill(reply: socket.socket) -> None:
 
 _lock = threading.Lock()
 _shared: Zygote | None = None
+# The kernel sends the parent-death signal when the *thread* that started a process ends, and
+# jobs may run on short-lived threads: the shared zygote is started from this one, which lives
+# as long as the process.
+_keeper = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="zygote")
 _retry_at = 0.0
 # What `run_checkpoint(zygote=None)` does: off for the library and the offline CLI (one job per
 # process gains nothing), set from LB_CHECKPOINT_ZYGOTE by the worker's job context.
@@ -529,7 +534,7 @@ def shared() -> Zygote | None:
             return None
         zygote = Zygote(ZYGOTE_MODULE)
         try:
-            zygote.start()
+            _keeper.submit(zygote.start).result()
         except ZygoteUnavailable as exc:
             log.warning("%s; checkpoint jobs start fresh processes", exc)
             _retry_at = time.monotonic() + RETRY_AFTER_S

@@ -92,6 +92,22 @@ def test_jobs_through_the_shared_zygote_reuse_one_process(
     assert zygote.shared() is first
 
 
+def test_a_zygote_first_needed_on_a_thread_that_ended_lives_on(
+    honest_archive: Path, prepared: Path
+) -> None:
+    # The parent-death signal follows the thread that started a process; a job's thread may end.
+    thread = threading.Thread(
+        target=lambda: run_checkpoint(honest_archive, prepared, "ctr,cvr", zygote=True)
+    )
+    thread.start()
+    thread.join(timeout=300)
+    first = zygote.shared()
+    assert first is not None and first.pid is not None
+    run = run_checkpoint(honest_archive, prepared, "ctr,cvr", zygote=True)
+    assert run.started == "zygote"
+    assert zygote.shared() is first and first.alive()
+
+
 FAILING = [name for name, case in CASES.items() if case[2] is CheckpointFailed]
 
 
