@@ -233,3 +233,21 @@ def test_run_records_how_the_child_was_started(honest_archive: Path, prepared: P
     run: CheckpointRun = run_checkpoint(honest_archive, prepared, "ctr,cvr", zygote=False)
     assert run.started == "fresh process"
     assert zygote._shared is None
+
+
+@pytest.mark.gpu
+def test_a_fork_of_the_zygote_runs_on_the_gpu_like_the_cpu(
+    honest_archive: Path, prepared: Path
+) -> None:
+    # The zygote never initialises CUDA; each fork initialises its own context.
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    cpu = run_checkpoint(honest_archive, prepared, "ctr,cvr", device="cpu", zygote=True)
+    gpu = run_checkpoint(honest_archive, prepared, "ctr,cvr", device="cuda", zygote=True)
+    again = run_checkpoint(honest_archive, prepared, "ctr,cvr", device="cuda", zygote=True)
+    assert gpu.started == again.started == "zygote"
+    assert gpu.device.startswith("cuda")
+    np.testing.assert_allclose(gpu.ctr, cpu.ctr, rtol=0, atol=1e-5)
+    np.testing.assert_array_equal(again.ctr, gpu.ctr)
