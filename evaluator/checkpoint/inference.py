@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,8 +35,11 @@ DEFAULT_CPU_BATCH = 4096
 DEFAULT_GPU_BATCH = 65536
 CPU_CANDIDATES = (1024, 2048, 4096, 8192, 16384)
 GPU_CANDIDATES = (16384, 32768, 65536, 131072, 262144)
-# Rows each candidate is timed on, after one untimed batch of its size (new buffer sizes).
-CALIBRATION_ROWS = 8192
+# Calibration (BatchPlan): rounds over the candidates, each timing one sample per candidate of
+# at least this many rows; after a round, candidates under this share of the best drop out.
+CALIBRATION_ROWS = 2048
+CALIBRATION_ROUNDS = 2
+CALIBRATION_KEEP = 0.7
 # Calls of the model on the first rows before any timing.
 WARMUP_CALLS = 2
 # Rows moved host -> device per pinned staging buffer.
@@ -129,11 +133,14 @@ class Timing:
 class BatchPlan:
     """The batch sizes of one pass: a fixed one, or a calibration first.
 
-    Calibration: each candidate (ascending) runs one untimed batch, then timed batches of at
-    least `timed_rows` rows; then the fastest in rows/s runs every remaining batch. Candidates
-    whose calibration would take more than half the rows are left out; with none left the pass
-    uses `default`. The loop calls `next_size()` before each batch and `done(rows)` after it;
-    `sync` waits for queued device work so that a timed batch's clock stops when it is done.
+    Calibration runs in `rounds`: in each, every candidate still in the race (ascending) times
+    one sample of at least `sample_rows` rows; after a round, candidates below `keep_ratio` of
+    the best rate so far drop out. A candidate's rate is its best sample's (on a shared machine
+    a sample can lose its cores for a while; the best of interleaved samples is what the size
+    can do). Then the fastest runs every remaining batch. Candidates whose calibration could
+    take more than half the rows are left out; with none left the pass uses `default`. The loop
+    calls `next_size()` before each batch and `done(rows)` after it; `sync` waits for queued
+    device work so that a sample's clock stops when its batches are done.
     """
 
     def __init__(
@@ -145,58 +152,74 @@ class BatchPlan:
         default: int,
         sync: Callable[[], None] = lambda: None,
         clock: Clock = time.perf_counter,
-        timed_rows: int = CALIBRATION_ROWS,
+        sample_rows: int = CALIBRATION_ROWS,
+        rounds: int = CALIBRATION_ROUNDS,
+        keep_ratio: float = CALIBRATION_KEEP,
     ) -> None:
         self._sync = sync
         self._clock = clock
-        self._schedule: list[tuple[int, bool]] = []
-        self._measured: dict[int, list[float]] = {}
-        self._index = 0
+        self._sample_rows = sample_rows
+        self._rounds = rounds
+        self._keep_ratio = keep_ratio
+        # (batch size, first batch of its sample, last batch of its sample)
+        self._queue: deque[tuple[int, bool, bool]] = deque()
+        self._rates: dict[int, list[float]] = {}
+        self._round = 0
         self._started = 0.0
+        self._rows = 0
+        self.chosen = batch_size if batch_size > 0 else default
+        self.max_size = self.chosen
         if batch_size > 0:
-            self.chosen = batch_size
-            self.max_size = batch_size
             return
         used = 0
         for size in sorted(set(candidates)):
-            timed = math.ceil(timed_rows / size)
-            if used + size * (1 + timed) > n_rows // 2:
+            need = rounds * size * math.ceil(sample_rows / size)
+            if used + need > n_rows // 2:
                 break
-            used += size * (1 + timed)
-            self._schedule += [(size, False)] + [(size, True)] * timed
-            self._measured[size] = [0.0, 0.0]
-        self.chosen = default
-        self.max_size = max([default, *self._measured])
+            used += need
+            self._rates[size] = []
+        self._live = list(self._rates)
+        self.max_size = max([default, *self._rates])
+        self._next_round()
 
     @property
     def calibration(self) -> tuple[tuple[int, float], ...]:
-        return tuple(
-            (size, rows / seconds if seconds > 0 else math.inf)
-            for size, (rows, seconds) in self._measured.items()
-            if rows
-        )
+        """(batch size, its best sample's rows/s) of every candidate timed."""
+        return tuple((size, max(rates)) for size, rates in self._rates.items() if rates)
 
     def next_size(self) -> int:
-        if self._index < len(self._schedule):
-            size, timed = self._schedule[self._index]
-            if timed:
-                self._sync()
-                self._started = self._clock()
-            return size
-        return self.chosen
+        if not self._queue:
+            return self.chosen
+        size, first, _ = self._queue[0]
+        if first:
+            self._sync()
+            self._rows = 0
+            self._started = self._clock()
+        return size
 
     def done(self, rows: int) -> None:
-        if self._index >= len(self._schedule):
+        if not self._queue:
             return
-        size, timed = self._schedule[self._index]
-        if timed:
+        size, _, last = self._queue.popleft()
+        self._rows += rows
+        if last:
             self._sync()
-            measured = self._measured[size]
-            measured[0] += rows
-            measured[1] += self._clock() - self._started
-        self._index += 1
-        if self._index == len(self._schedule):
-            self.chosen = max(self.calibration, key=lambda item: item[1])[0]
+            elapsed = self._clock() - self._started
+            self._rates[size].append(self._rows / elapsed if elapsed > 0 else math.inf)
+        if not self._queue:
+            best = dict(self.calibration)
+            self.chosen = max(best, key=lambda size: best[size])
+            top = best[self.chosen]
+            self._live = [size for size in self._live if best[size] >= self._keep_ratio * top]
+            self._next_round()
+
+    def _next_round(self) -> None:
+        if self._round >= self._rounds or len(self._live) < (2 if self._round else 1):
+            return
+        self._round += 1
+        for size in self._live:
+            batches = math.ceil(self._sample_rows / size)
+            self._queue.extend((size, i == 0, i == batches - 1) for i in range(batches))
 
 
 def predict(

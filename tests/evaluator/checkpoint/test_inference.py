@@ -154,31 +154,57 @@ def _costed_model(clock: _Clock, seconds_per_row: dict[int, float], calls: list[
 COSTS = {16: 4e-6, 32: 2e-6, 64: 1e-6, 128: 3e-6}
 
 
+def _drive(plan: BatchPlan, model: Any, n_rows: int) -> None:
+    start = 0
+    while start < n_rows:
+        rows = min(plan.next_size(), n_rows - start)
+        model(torch.zeros(rows, 16, dtype=torch.int64), torch.zeros(rows, 63))
+        plan.done(rows)
+        start += rows
+
+
 def test_calibration_picks_the_fastest_candidate_and_runs_the_rest_with_it() -> None:
     clock = _Clock()
     calls: list[int] = []
     model = _costed_model(clock, COSTS, calls)
-    plan = BatchPlan(10_000, 0, (128, 16, 64, 32), default=50, clock=clock, timed_rows=256)
-    start = 0
-    while start < 10_000:
-        size = plan.next_size()
-        rows = min(size, 10_000 - start)
-        model(torch.zeros(rows, 16, dtype=torch.int64), torch.zeros(rows, 63))
-        plan.done(rows)
-        start += rows
+    plan = BatchPlan(10_000, 0, (128, 16, 64, 32), default=50, clock=clock, sample_rows=256,
+                     rounds=2, keep_ratio=0.7)
+    _drive(plan, model, 10_000)
     assert plan.chosen == 64
     assert dict(plan.calibration) == pytest.approx({b: 1 / c for b, c in COSTS.items()})
-    # Ascending: per candidate one untimed batch, then 256 timed rows.
-    expected = [16] * 17 + [32] * 9 + [64] * 5 + [128] * 3
+    # Round 1: a 256-row sample of each, ascending; round 2: only those within 70 % of the best.
+    expected = [16] * 16 + [32] * 8 + [64] * 4 + [128] * 2 + [64] * 4
     assert calls[: len(expected)] == expected
     assert set(calls[len(expected) : -1]) == {64}
 
 
+def test_a_candidate_slowed_down_once_is_judged_by_its_best_sample() -> None:
+    clock = _Clock()
+    calls: list[int] = []
+    model = _costed_model(clock, COSTS, calls)
+    stalled: list[bool] = []
+
+    def busy_machine(cat: torch.Tensor, num: torch.Tensor) -> Any:
+        # The machine is busy during the fastest candidate's first sample, not its second.
+        if cat.shape[0] == 64 and not stalled:
+            stalled.append(True)
+            clock.now += 10.0
+        return model(cat, num)
+
+    plan = BatchPlan(10_000, 0, (16, 64), default=50, clock=clock, sample_rows=256, rounds=2,
+                     keep_ratio=0.0)
+    _drive(plan, busy_machine, 10_000)
+    assert stalled
+    assert plan.chosen == 64
+    assert dict(plan.calibration) == pytest.approx({16: 1 / COSTS[16], 64: 1 / COSTS[64]})
+    assert calls[:52] == [16] * 16 + [64] * 4 + [16] * 16 + [64] * 4 + [64] * 12
+
+
 def test_candidates_that_need_more_than_half_the_rows_are_left_out() -> None:
-    plan = BatchPlan(1000, 0, (16, 64, 128), default=50, timed_rows=128)
-    # 16: 16 * 9 = 144 rows, 64: 64 * 3 = 192 (336 in all), 128: 128 * 2 = 256 (592 > 500).
+    plan = BatchPlan(1100, 0, (16, 64, 128), default=50, sample_rows=128, rounds=2)
+    # Two samples each: 16: 2 x 128 rows, 64: 2 x 128 (512 in all), 128: 2 x 128 (768 > 550).
     assert plan.max_size == 64
-    tiny = BatchPlan(100, 0, (64,), default=50, timed_rows=128)
+    tiny = BatchPlan(100, 0, (64,), default=50, sample_rows=128)
     assert (tiny.chosen, tiny.max_size, tiny.calibration) == (50, 50, ())
 
 
