@@ -45,6 +45,11 @@ class Settings(BaseSettings):
     verify_tolerance: float = Field(
         default=1e-4, ge=0,
         description="default largest |file - checkpoint| prediction on any row (verification)")
+    checkpoint_zygote: bool = Field(
+        default=True,
+        description="checkpoint jobs fork from a pre-warmed sandbox parent (the zygote) that "
+                    "the worker keeps, instead of starting a fresh interpreter and torch each; "
+                    "off, or where no zygote can start: fresh processes")
     secret_key: SecretStr | None = Field(
         default=None, description="signs browser session cookies; unset → a random key kept "
                                   "in data_dir/secret_key (mode 600), made on first use")

@@ -46,6 +46,8 @@ SLOW_MODULES = {
     "tests/evaluator/checkpoint/test_hostile_checkpoints.py": "sandboxed checkpoint runs",
     "tests/evaluator/checkpoint/test_sandbox.py": "sandboxed child processes",
     "tests/evaluator/checkpoint/test_confinement.py": "sandboxed checkpoint runs",
+    "tests/evaluator/checkpoint/test_zygote.py": "a zygote process and sandboxed forks",
+    "tests/evaluator/checkpoint/test_score_checkpoint_cli.py": "sandboxed checkpoint runs",
     "tests/baselines/test_baseline_export.py": "sandboxed checkpoint runs",
     "tests/browser/test_leaderboard_browser.py": "a real browser",
     "tests/browser/test_participant_browser.py": "a real browser, a server and its worker",

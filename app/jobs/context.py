@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.config import Settings
 from app.db import make_engine, session_factory
 from app.storage import ArtifactStore
+from evaluator.checkpoint import zygote as checkpoint_zygote
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,8 @@ class JobContext:
 
     @classmethod
     def create(cls, settings: Settings, enqueue: Enqueue) -> JobContext:
+        # Every checkpoint this process runs (scoring, verification) starts as the setting says.
+        checkpoint_zygote.use_by_default(settings.checkpoint_zygote)
         engine = make_engine(settings)
         return cls(settings, engine, session_factory(engine), ArtifactStore.of(settings),
                    enqueue)

@@ -1,9 +1,10 @@
 """Running participants' TorchScript checkpoints in a sandbox (SPEC "Checkpoint").
 
 `check_archive` refuses a bad archive before anything loads it; `run_checkpoint` runs a good one
-on a prepared test set in a fresh sandboxed child process (`child.py`, `sandbox.py`) and returns
-its predictions, which `CheckpointRun.to_predictions()` turns into the same `Predictions` an
-uploaded file gives, for `evaluator.scoring.score_predictions`.
+on a prepared test set in a sandboxed child process (`child.py`, `sandbox.py`; a fork of the
+pre-warmed zygote, `zygote.py`, or a fresh process) and returns its predictions, which
+`CheckpointRun.to_predictions()` turns into the same `Predictions` an uploaded file gives, for
+`evaluator.scoring.score_predictions`.
 
 `app/` calls these from its queue consumer. Nothing here imports torch or touches CUDA in the
 caller's process: only the child does.
@@ -27,8 +28,9 @@ from evaluator.checkpoint.sandbox import (
     Limits,
     SandboxPolicy,
     default_read_paths,
-    launch,
 )
+from evaluator.checkpoint.zygote import Started, launch_child
+from evaluator.checkpoint.zygote import by_default as zygote_by_default
 from evaluator.data.prepared import PreparedData
 from evaluator.predictions import Predictions
 from evaluator.tasks import derive_outputs
@@ -78,6 +80,17 @@ class CheckpointRun:
     inference_s: float = 0.0
     sandbox: tuple[str, ...] = ()
     cpu_s: float = 0.0
+    # Part of inference_s: the warm-up calls before the clock started, and the batched loop
+    # over every row (`forward_rows_per_s`); the batch size it chose and the candidates' rows/s.
+    warmup_s: float = 0.0
+    forward_s: float = 0.0
+    batch_size: int = 0
+    calibration: tuple[tuple[int, float], ...] = ()
+    started: Started = "fresh process"
+
+    @property
+    def forward_rows_per_s(self) -> float:
+        return len(self.ctr) / self.forward_s if self.forward_s > 0 else 0.0
 
     def to_predictions(self) -> Predictions:
         return Predictions(
@@ -139,11 +152,16 @@ def run_checkpoint(
     scan_code: bool = True,
     refuse_forbidden_ops: bool = True,
     hidden_paths: tuple[str, ...] | None = None,
+    zygote: bool | None = None,
 ) -> CheckpointRun:
-    """Run the checkpoint on a prepared test set in a fresh sandboxed child process.
+    """Run the checkpoint on a prepared test set in a sandboxed child process: a fork of this
+    process's zygote when `zygote` is set (started on first use; a fresh process when none can
+    run), else a fresh process; None: the process's default (`zygote.use_by_default`, which a
+    worker sets from LB_CHECKPOINT_ZYGOTE). Both children confine themselves alike (child.py).
 
     `device` is "auto" (the GPU when the child finds one), "cpu" or "cuda[:i]"; `batch_size`
-    0 picks a default for the device; `threads` 0 uses every core the process may run on.
+    0 chooses one by measurement on the first rows; `threads` 0 uses every core the process
+    may run on.
     Raises CheckpointRejected for a bad archive and CheckpointFailed, with a reason for the
     participant, for a failed run.
 
@@ -177,11 +195,12 @@ def run_checkpoint(
         "policy": policy.to_json(),
     }
     started = time.monotonic()
-    outcome = launch(
+    outcome, started_in = launch_child(
         CHILD_MODULE,
         job,
         wall_time_s=limits.wall_time_s,
         max_result_bytes=_HEADER_MAX + n_rows * len(names) * 8,
+        zygote=zygote_by_default() if zygote is None else zygote,
     )
     duration = time.monotonic() - started
     header, payload = _split_result(outcome.result)
@@ -216,6 +235,11 @@ def run_checkpoint(
         inference_s=_seconds(header.get("inference_s")),
         sandbox=tuple(_text(item) for item in sandbox[:20]) if isinstance(sandbox, list) else (),
         cpu_s=outcome.cpu_s,
+        warmup_s=_seconds(header.get("warmup_s")),
+        forward_s=_seconds(header.get("forward_s")),
+        batch_size=_count(header.get("batch_size")),
+        calibration=_calibration(header.get("calibration")),
+        started=started_in,
     )
 
 
@@ -227,6 +251,21 @@ def _seconds(value: object) -> float:
     if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
         return float(value)
     return 0.0
+
+
+def _count(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def _calibration(value: object) -> tuple[tuple[int, float], ...]:
+    if not isinstance(value, list):
+        return ()
+    items = [
+        (_count(item[0]), _seconds(item[1]))
+        for item in value[:20]
+        if isinstance(item, list) and len(item) == 2
+    ]
+    return tuple(item for item in items if item[0])
 
 
 def _split_result(result: bytes) -> tuple[dict[str, Any] | None, bytes]:

@@ -151,12 +151,12 @@ def run(job: dict[str, Any]) -> tuple[dict[str, Any], bytes | memoryview]:
         except OperatorRefused as exc:
             raise JobFailed({"category": "operator", "detail": str(exc)}) from None
     load_s = time.monotonic() - load_start
-    batch_size = int(job["batch_size"]) or (
-        inference.DEFAULT_GPU_BATCH if device.type == "cuda" else inference.DEFAULT_CPU_BATCH
-    )
     start = time.monotonic()
     try:
-        out = inference.predict(model, categorical, numerical, names, device, batch_size)
+        # Batch size 0: chosen by measurement on the first rows (inference.BatchPlan).
+        out, timing = inference.predict_timed(
+            model, categorical, numerical, names, device, int(job["batch_size"])
+        )
     except inference.OutputError as exc:
         raise JobFailed({"category": "bad_output", "detail": str(exc)}) from None
     except Exception as exc:
@@ -170,6 +170,10 @@ def run(job: dict[str, Any]) -> tuple[dict[str, Any], bytes | memoryview]:
         "device": _device_label(torch, device),
         "load_s": load_s,
         "inference_s": inference_s,
+        "warmup_s": timing.warmup_s,
+        "forward_s": timing.forward_s,
+        "batch_size": timing.batch_size,
+        "calibration": [list(item) for item in timing.calibration],
         "threads": torch.get_num_threads(),
         "sandbox": measures,
     }

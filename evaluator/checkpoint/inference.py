@@ -4,12 +4,21 @@ The model is called as SPEC "Checkpoint" says: `model(categorical int64 [B, 16],
 numerical float32 [B, 63])`, returning a tensor [B, k] or a tuple/list of k tensors [B]. The loop
 is per batch, never per row; outputs land in one preallocated float64 matrix [k, N] that is
 checked once at the end (on the GPU that keeps the loop free of host synchronisation).
+
+`predict_timed` warms the model up on the first rows before the clock starts (TorchScript
+profiles its first calls and optimises on the next ones), and, unless told a batch size,
+chooses one by measurement: each candidate in turn runs on the next rows of the test set (their
+outputs are kept: calibration costs no extra forward), and the fastest in rows/s takes the rest.
 """
 
 from __future__ import annotations
 
+import math
+import time
 import warnings
+from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,9 +28,20 @@ import torch
 from evaluator.schema import N_CATEGORICAL, N_NUMERICAL
 
 Model = Callable[[torch.Tensor, torch.Tensor], Any]
+Clock = Callable[[], float]
 
+# Used when the test set is too small to calibrate on.
 DEFAULT_CPU_BATCH = 4096
 DEFAULT_GPU_BATCH = 65536
+CPU_CANDIDATES = (1024, 2048, 4096, 8192, 16384)
+GPU_CANDIDATES = (16384, 32768, 65536, 131072, 262144)
+# Calibration (BatchPlan): rounds over the candidates, each timing one sample per candidate of
+# at least this many rows; after a round, candidates under this share of the best drop out.
+CALIBRATION_ROWS = 2048
+CALIBRATION_ROUNDS = 2
+CALIBRATION_KEEP = 0.7
+# Calls of the model on the first rows before any timing.
+WARMUP_CALLS = 2
 # Rows moved host -> device per pinned staging buffer.
 _STAGE_ROWS = 262144
 
@@ -97,6 +117,111 @@ def _from_mmap(array: npt.NDArray[Any]) -> torch.Tensor:
         return torch.from_numpy(array)
 
 
+@dataclass(frozen=True)
+class Timing:
+    """Where a pass's time went. `forward_s` is the batched loop over every row (calibration
+    batches included: their outputs are kept), without the warm-up and the output check."""
+
+    warmup_s: float
+    forward_s: float
+    check_s: float
+    batch_size: int
+    # (batch size, rows/s) of each candidate tried, in order; empty when none was.
+    calibration: tuple[tuple[int, float], ...] = ()
+
+
+class BatchPlan:
+    """The batch sizes of one pass: a fixed one, or a calibration first.
+
+    Calibration runs in `rounds`: in each, every candidate still in the race (ascending) times
+    one sample of at least `sample_rows` rows; after a round, candidates below `keep_ratio` of
+    the best rate so far drop out. A candidate's rate is its best sample's (on a shared machine
+    a sample can lose its cores for a while; the best of interleaved samples is what the size
+    can do). Then the fastest runs every remaining batch. Candidates whose calibration could
+    take more than half the rows are left out; with none left the pass uses `default`. The loop
+    calls `next_size()` before each batch and `done(rows)` after it; `sync` waits for queued
+    device work so that a sample's clock stops when its batches are done.
+    """
+
+    def __init__(
+        self,
+        n_rows: int,
+        batch_size: int,
+        candidates: Sequence[int],
+        *,
+        default: int,
+        sync: Callable[[], None] = lambda: None,
+        clock: Clock = time.perf_counter,
+        sample_rows: int = CALIBRATION_ROWS,
+        rounds: int = CALIBRATION_ROUNDS,
+        keep_ratio: float = CALIBRATION_KEEP,
+    ) -> None:
+        self._sync = sync
+        self._clock = clock
+        self._sample_rows = sample_rows
+        self._rounds = rounds
+        self._keep_ratio = keep_ratio
+        # (batch size, first batch of its sample, last batch of its sample)
+        self._queue: deque[tuple[int, bool, bool]] = deque()
+        self._rates: dict[int, list[float]] = {}
+        self._round = 0
+        self._started = 0.0
+        self._rows = 0
+        self.chosen = batch_size if batch_size > 0 else default
+        self.max_size = self.chosen
+        if batch_size > 0:
+            return
+        used = 0
+        for size in sorted(set(candidates)):
+            need = rounds * size * math.ceil(sample_rows / size)
+            if used + need > n_rows // 2:
+                break
+            used += need
+            self._rates[size] = []
+        self._live = list(self._rates)
+        self.max_size = max([default, *self._rates])
+        self._next_round()
+
+    @property
+    def calibration(self) -> tuple[tuple[int, float], ...]:
+        """(batch size, its best sample's rows/s) of every candidate timed."""
+        return tuple((size, max(rates)) for size, rates in self._rates.items() if rates)
+
+    def next_size(self) -> int:
+        if not self._queue:
+            return self.chosen
+        size, first, _ = self._queue[0]
+        if first:
+            self._sync()
+            self._rows = 0
+            self._started = self._clock()
+        return size
+
+    def done(self, rows: int) -> None:
+        if not self._queue:
+            return
+        size, _, last = self._queue.popleft()
+        self._rows += rows
+        if last:
+            self._sync()
+            elapsed = self._clock() - self._started
+            self._rates[size].append(self._rows / elapsed if elapsed > 0 else math.inf)
+        if not self._queue:
+            best = dict(self.calibration)
+            self.chosen = max(best, key=lambda size: best[size])
+            top = best[self.chosen]
+            self._live = [size for size in self._live if best[size] >= self._keep_ratio * top]
+            self._next_round()
+
+    def _next_round(self) -> None:
+        if self._round >= self._rounds or len(self._live) < (2 if self._round else 1):
+            return
+        self._round += 1
+        for size in self._live:
+            batches = math.ceil(self._sample_rows / size)
+            self._queue.extend((size, i == 0, i == batches - 1) for i in range(batches))
+
+
 def predict(
     model: Model,
     categorical: npt.NDArray[np.int32],
@@ -105,20 +230,89 @@ def predict(
     device: torch.device,
     batch_size: int,
 ) -> npt.NDArray[np.float64]:
-    """Run `model` over every row; return checked probabilities as float64 [k, N] on the host."""
+    """Run `model` over every row in batches of `batch_size`, with no warm-up; return checked
+    probabilities as float64 [k, N] on the host."""
+    return predict_timed(
+        model, categorical, numerical, names, device, batch_size, warmup=False
+    )[0]
+
+
+def predict_timed(
+    model: Model,
+    categorical: npt.NDArray[np.int32],
+    numerical: npt.NDArray[np.float32],
+    names: tuple[str, ...],
+    device: torch.device,
+    batch_size: int = 0,
+    *,
+    warmup: bool = True,
+    candidates: Sequence[int] | None = None,
+    clock: Clock = time.perf_counter,
+) -> tuple[npt.NDArray[np.float64], Timing]:
+    """Run `model` over every row; return checked probabilities as float64 [k, N] on the host,
+    and the timing. `batch_size` 0 calibrates over `candidates` (the device's by default)."""
     n_rows = categorical.shape[0]
     if categorical.shape != (n_rows, N_CATEGORICAL) or numerical.shape != (n_rows, N_NUMERICAL):
         raise ValueError(
             f"test set arrays have shapes {categorical.shape} and {numerical.shape}, expected "
             f"[N, {N_CATEGORICAL}] and [N, {N_NUMERICAL}]"
         )
+    cuda = device.type == "cuda"
+
+    def sync() -> None:
+        if cuda:
+            torch.cuda.synchronize(device)
+
+    plan = BatchPlan(
+        n_rows,
+        batch_size,
+        candidates if candidates is not None else (GPU_CANDIDATES if cuda else CPU_CANDIDATES),
+        default=DEFAULT_GPU_BATCH if cuda else DEFAULT_CPU_BATCH,
+        sync=sync,
+        clock=clock,
+    )
+    warm = _WarmUp(model, names, sync, clock, WARMUP_CALLS if warmup else 0)
     with torch.inference_mode():
-        if device.type == "cuda":
-            out = _predict_cuda(model, categorical, numerical, names, device, batch_size)
+        start = clock()
+        if cuda:
+            out = _predict_cuda(model, categorical, numerical, names, device, plan, warm)
         else:
-            out = _predict_cpu(model, categorical, numerical, names, batch_size)
+            out = _predict_cpu(model, categorical, numerical, names, plan, warm)
+        checked = clock()
         check_values(out, names)
-        return out.cpu().numpy()
+        host = out.cpu().numpy()
+        end = clock()
+    timing = Timing(
+        warmup_s=warm.seconds,
+        forward_s=checked - start - warm.seconds,
+        check_s=end - checked,
+        batch_size=plan.chosen,
+        calibration=plan.calibration,
+    )
+    return host, timing
+
+
+class _WarmUp:
+    """Calls the model `calls` times on the first batch's inputs before the loop proper, and
+    keeps the time apart; the outputs are checked for their shape and dropped."""
+
+    def __init__(
+        self, model: Model, names: tuple[str, ...], sync: Callable[[], None], clock: Clock,
+        calls: int,
+    ) -> None:
+        self.model, self.names, self.sync, self.clock, self.calls = model, names, sync, clock, calls
+        self.seconds = 0.0
+
+    def __call__(self, cat: torch.Tensor, num: torch.Tensor) -> None:
+        if self.calls <= 0:
+            return
+        start = self.clock()
+        for _ in range(self.calls):
+            # A copy each time, so that a model writing into its input changes nothing later.
+            output_columns(self.model(cat.clone(), num.clone()), cat.shape[0], self.names)
+        self.sync()
+        self.seconds = self.clock() - start
+        self.calls = 0
 
 
 def _predict_cpu(
@@ -126,24 +320,30 @@ def _predict_cpu(
     categorical: npt.NDArray[np.int32],
     numerical: npt.NDArray[np.float32],
     names: tuple[str, ...],
-    batch_size: int,
+    plan: BatchPlan,
+    warm: _WarmUp,
 ) -> torch.Tensor:
     n_rows = categorical.shape[0]
     cat_src = _from_mmap(categorical)
     num_src = _from_mmap(numerical)
     out = torch.empty((len(names), n_rows), dtype=torch.float64)
     # Reused input buffers: the copy also widens int32 categoricals to the int64 the model takes.
-    cat_buf = torch.empty((min(batch_size, n_rows), N_CATEGORICAL), dtype=torch.int64)
-    num_buf = torch.empty((min(batch_size, n_rows), N_NUMERICAL), dtype=torch.float32)
-    for start in range(0, n_rows, batch_size):
-        end = min(start + batch_size, n_rows)
+    held = min(plan.max_size, n_rows)
+    cat_buf = torch.empty((held, N_CATEGORICAL), dtype=torch.int64)
+    num_buf = torch.empty((held, N_NUMERICAL), dtype=torch.float32)
+    start = 0
+    while start < n_rows:
+        end = min(start + plan.next_size(), n_rows)
         rows = end - start
         cat = cat_buf[:rows]
         num = num_buf[:rows]
         cat.copy_(cat_src[start:end])
         num.copy_(num_src[start:end])
+        warm(cat, num)
         columns = output_columns(model(cat, num), rows, names)
         out[:, start:end].copy_(columns.t())
+        plan.done(rows)
+        start = end
     return out
 
 
@@ -153,7 +353,8 @@ def _predict_cuda(
     numerical: npt.NDArray[np.float32],
     names: tuple[str, ...],
     device: torch.device,
-    batch_size: int,
+    plan: BatchPlan,
+    warm: _WarmUp,
 ) -> torch.Tensor:
     """Upload the test set in its compact dtypes (int32, float32) once through pinned staging
     buffers when it fits in free device memory, else chunk by chunk; then batch on the device."""
@@ -162,7 +363,7 @@ def _predict_cuda(
     free, _ = torch.cuda.mem_get_info(device)
     # Leave room for the model, its activations and the output matrix.
     resident = n_rows * row_bytes < free // 3
-    chunk_rows = n_rows if resident else max(batch_size, _STAGE_ROWS)
+    chunk_rows = n_rows if resident else max(plan.max_size, _STAGE_ROWS)
     out = torch.empty((len(names), n_rows), dtype=torch.float64, device=device)
     held = min(chunk_rows, n_rows)
     cat_dev = torch.empty((held, N_CATEGORICAL), dtype=torch.int32, device=device)
@@ -171,15 +372,19 @@ def _predict_cuda(
     for chunk_start in range(0, n_rows, chunk_rows):
         chunk_end = min(chunk_start + chunk_rows, n_rows)
         stager.upload(chunk_start, chunk_end, cat_dev, num_dev)
-        for start in range(chunk_start, chunk_end, batch_size):
-            end = min(start + batch_size, chunk_end)
+        start = chunk_start
+        while start < chunk_end:
+            end = min(start + plan.next_size(), chunk_end)
             rows = end - start
             local = slice(start - chunk_start, end - chunk_start)
             cat = cat_dev[local].to(torch.int64)
             # A copy, so that a model writing into its input cannot alter later batches.
             num = num_dev[local].clone()
+            warm(cat, num)
             columns = output_columns(model(cat, num), rows, names)
             out[:, start:end].copy_(columns.t(), non_blocking=True)
+            plan.done(rows)
+            start = end
     torch.cuda.synchronize(device)
     return out
 

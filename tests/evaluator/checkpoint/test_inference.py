@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
 
-from evaluator.checkpoint.inference import OutputError, check_values, output_columns, predict
+from evaluator.checkpoint.inference import (
+    WARMUP_CALLS,
+    BatchPlan,
+    OutputError,
+    check_values,
+    output_columns,
+    predict,
+    predict_timed,
+)
 
 NAMES = ("ctr", "cvr")
 
@@ -114,3 +124,123 @@ def test_a_model_writing_into_its_inputs_does_not_change_the_test_set() -> None:
 
     predict(model, categorical, numerical, NAMES, torch.device("cpu"), batch_size=4)
     np.testing.assert_array_equal(numerical, before)
+
+
+class _Clock:
+    """Time that passes only when the model below runs: calibration tests without timing."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _costed_model(clock: _Clock, seconds_per_row: dict[int, float], calls: list[int]) -> Any:
+    """A deterministic model that takes `seconds_per_row[B]` per row at batch size B."""
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(63, 2)
+
+    def model(cat: torch.Tensor, num: torch.Tensor) -> torch.Tensor:
+        rows = cat.shape[0]
+        calls.append(rows)
+        clock.now += rows * seconds_per_row.get(rows, 1.0)
+        return torch.sigmoid(linear(num) + cat[:, :2].float() / 100)
+
+    return model
+
+
+# Per-row cost by batch size: 64 is the fastest, neither the smallest nor the largest.
+COSTS = {16: 4e-6, 32: 2e-6, 64: 1e-6, 128: 3e-6}
+
+
+def _drive(plan: BatchPlan, model: Any, n_rows: int) -> None:
+    start = 0
+    while start < n_rows:
+        rows = min(plan.next_size(), n_rows - start)
+        model(torch.zeros(rows, 16, dtype=torch.int64), torch.zeros(rows, 63))
+        plan.done(rows)
+        start += rows
+
+
+def test_calibration_picks_the_fastest_candidate_and_runs_the_rest_with_it() -> None:
+    clock = _Clock()
+    calls: list[int] = []
+    model = _costed_model(clock, COSTS, calls)
+    plan = BatchPlan(10_000, 0, (128, 16, 64, 32), default=50, clock=clock, sample_rows=256,
+                     rounds=2, keep_ratio=0.7)
+    _drive(plan, model, 10_000)
+    assert plan.chosen == 64
+    assert dict(plan.calibration) == pytest.approx({b: 1 / c for b, c in COSTS.items()})
+    # Round 1: a 256-row sample of each, ascending; round 2: only those within 70 % of the best.
+    expected = [16] * 16 + [32] * 8 + [64] * 4 + [128] * 2 + [64] * 4
+    assert calls[: len(expected)] == expected
+    assert set(calls[len(expected) : -1]) == {64}
+
+
+def test_a_candidate_slowed_down_once_is_judged_by_its_best_sample() -> None:
+    clock = _Clock()
+    calls: list[int] = []
+    model = _costed_model(clock, COSTS, calls)
+    stalled: list[bool] = []
+
+    def busy_machine(cat: torch.Tensor, num: torch.Tensor) -> Any:
+        # The machine is busy during the fastest candidate's first sample, not its second.
+        if cat.shape[0] == 64 and not stalled:
+            stalled.append(True)
+            clock.now += 10.0
+        return model(cat, num)
+
+    plan = BatchPlan(10_000, 0, (16, 64), default=50, clock=clock, sample_rows=256, rounds=2,
+                     keep_ratio=0.0)
+    _drive(plan, busy_machine, 10_000)
+    assert stalled
+    assert plan.chosen == 64
+    assert dict(plan.calibration) == pytest.approx({16: 1 / COSTS[16], 64: 1 / COSTS[64]})
+    assert calls[:52] == [16] * 16 + [64] * 4 + [16] * 16 + [64] * 4 + [64] * 12
+
+
+def test_candidates_that_need_more_than_half_the_rows_are_left_out() -> None:
+    plan = BatchPlan(1100, 0, (16, 64, 128), default=50, sample_rows=128, rounds=2)
+    # Two samples each: 16: 2 x 128 rows, 64: 2 x 128 (512 in all), 128: 2 x 128 (768 > 550).
+    assert plan.max_size == 64
+    tiny = BatchPlan(100, 0, (64,), default=50, sample_rows=128)
+    assert (tiny.chosen, tiny.max_size, tiny.calibration) == (50, 50, ())
+
+
+def test_a_given_batch_size_is_used_without_calibration() -> None:
+    plan = BatchPlan(100_000, 96, (16, 32), default=50)
+    assert [plan.next_size() for _ in range(3)] == [96, 96, 96]
+    assert plan.calibration == ()
+
+
+def test_a_calibrated_pass_gives_every_row_once_in_order() -> None:
+    # Enough rows for every candidate's calibration (CALIBRATION_ROWS each) in the first half.
+    categorical, numerical = _features(80_000)
+    clock = _Clock()
+    calls: list[int] = []
+    model = _costed_model(clock, COSTS, calls)
+    got, timing = predict_timed(
+        model, categorical, numerical, NAMES, torch.device("cpu"), 0,
+        candidates=(16, 32, 64, 128), clock=clock,
+    )
+    with torch.inference_mode():
+        want = model(torch.from_numpy(categorical).long(), torch.from_numpy(numerical))
+    np.testing.assert_allclose(got, want.double().numpy().T, rtol=0, atol=1e-6)
+    assert timing.batch_size == 64
+    assert [b for b, _ in timing.calibration] == [16, 32, 64, 128]
+
+
+def test_the_warm_up_runs_first_on_the_first_rows_and_is_timed_apart() -> None:
+    categorical, numerical = _features(1000)
+    clock = _Clock()
+    calls: list[int] = []
+    model = _costed_model(clock, {100: 1e-3, 1000: 1e-3}, calls)
+    got, timing = predict_timed(model, categorical, numerical, NAMES, torch.device("cpu"), 100,
+                                clock=clock)
+    # Two warm-up calls on the first batch, then the ten batches of the pass.
+    assert calls == [100] * (WARMUP_CALLS + 10)
+    assert timing.warmup_s == pytest.approx(WARMUP_CALLS * 100 * 1e-3)
+    assert timing.forward_s == pytest.approx(10 * 100 * 1e-3)
+    assert timing.batch_size == 100
+    assert got.shape == (2, 1000)

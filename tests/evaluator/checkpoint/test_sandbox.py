@@ -1,5 +1,6 @@
 """The sandbox itself, with arbitrary Python inside it (the worst case: code that escaped
-TorchScript). Each test runs a fresh sandboxed child through `sandbox.launch`."""
+TorchScript). Each test runs twice: in a fresh sandboxed child (`sandbox.launch`) and in a fork
+of a zygote (`zygote.Zygote.run`), which must confine itself exactly alike."""
 
 from __future__ import annotations
 
@@ -23,15 +24,34 @@ from evaluator.checkpoint.sandbox import (
     default_read_paths,
     launch,
 )
+from evaluator.checkpoint.zygote import Zygote
 
 PAYLOAD = "tests.evaluator.checkpoint.sandbox_payload"
+_launch: Any = launch
+
+
+@pytest.fixture(scope="module")
+def zygote_parent() -> Iterator[Zygote]:
+    parent = Zygote()
+    parent.start()
+    yield parent
+    parent.close()
+
+
+@pytest.fixture(autouse=True, params=["fresh process", "zygote"])
+def via(request: pytest.FixtureRequest) -> Iterator[str]:
+    """How `_run` starts the child: every test of this module runs both ways."""
+    global _launch
+    _launch = request.getfixturevalue("zygote_parent").run if request.param == "zygote" else launch
+    yield request.param
+    _launch = launch
 
 
 def _run(actions: list[dict[str, Any]], wall_time_s: float = 60, **policy: Any) -> Any:
     sandbox_policy = SandboxPolicy(
         limits=Limits(wall_time_s=wall_time_s), read_paths=default_read_paths(), **policy
     )
-    return launch(
+    return _launch(
         PAYLOAD,
         {"policy": sandbox_policy.to_json(), "actions": actions},
         wall_time_s=wall_time_s,
@@ -163,9 +183,15 @@ def test_the_child_asks_to_be_killed_when_its_parent_dies() -> None:
 _WORKER = """
 import sys
 from evaluator.checkpoint.sandbox import Limits, SandboxPolicy, default_read_paths, launch
+from evaluator.checkpoint.zygote import Zygote
 policy = SandboxPolicy(limits=Limits(wall_time_s=600), read_paths=default_read_paths())
-launch(sys.argv[1], {"policy": policy.to_json(), "actions": [{"kind": "sleep", "seconds": 600}]},
-       wall_time_s=600, max_result_bytes=1 << 20)
+run = launch
+if sys.argv[2] == "zygote":
+    parent = Zygote()
+    parent.start()
+    run = parent.run
+run(sys.argv[1], {"policy": policy.to_json(), "actions": [{"kind": "sleep", "seconds": 600}]},
+    wall_time_s=600, max_result_bytes=1 << 20)
 """
 
 
@@ -178,16 +204,25 @@ def _state(pid: int) -> str | None:
     return f"{fields['State'].split()[0]} {fields['Uid'].split()[0]}"
 
 
-def test_a_running_child_dies_with_a_worker_killed_mid_job() -> None:
-    worker = subprocess.Popen([sys.executable, "-c", _WORKER, PAYLOAD])
+def _descendants(pid: int) -> list[int]:
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return []
+    return [int(c) for c in children] + [d for c in children for d in _descendants(int(c))]
+
+
+def test_a_running_child_dies_with_a_worker_killed_mid_job(via: str) -> None:
+    worker = subprocess.Popen([sys.executable, "-c", _WORKER, PAYLOAD, via])
     try:
         child = None
-        deadline = time.monotonic() + 60
-        # Wait until the child has sealed itself (it runs as nobody from then on).
+        deadline = time.monotonic() + 120
+        # Wait until the child (through the zygote: the grandchild) has sealed itself: it runs
+        # as nobody from then on.
         while time.monotonic() < deadline:
-            children = Path(f"/proc/{worker.pid}/task/{worker.pid}/children").read_text().split()
-            if children and (_state(int(children[0])) or "").endswith(" 65534"):
-                child = int(children[0])
+            sealed = [p for p in _descendants(worker.pid) if (_state(p) or "").endswith(" 65534")]
+            if sealed:
+                child = sealed[0]
                 break
             time.sleep(0.1)
         assert child is not None, "the sandboxed child never started"
