@@ -218,7 +218,8 @@ def auc_with_ci(labels: LabelArray, scores: ScoreArray, level: float = 0.95) -> 
     """
     z = _z_for_level(level)
     y, s = _validate(labels, scores)
-    return _result_from_counts(_counts(np.sort(s[y]), np.sort(s[~y])), z)
+    negatives, positives = _sorted_classes(y.view(np.uint8), s, 2)
+    return _result_from_counts(_counts(positives, negatives), z)
 
 
 def auc_partition(
@@ -244,9 +245,11 @@ def auc_partition(
     p = np.asarray(part)
     if p.dtype != np.bool_ or p.shape != y.shape:
         raise ValueError(f"part must be a boolean mask of shape {y.shape}, got {p.dtype} {p.shape}")
-    negative = ~y
-    neg_sides = (np.sort(s[negative & p]), np.sort(s[negative & ~p]))
-    pos_sides = (np.sort(s[y & p]), np.sort(s[y & ~p]))
+    # Class codes 0 … 3: (negative, rest), (negative, part), (positive, rest), (positive, part).
+    code = np.left_shift(y.view(np.uint8), np.uint8(1))
+    code |= p.view(np.uint8)
+    neg_rest, neg_part, pos_rest, pos_part = _sorted_classes(code, s, 4)
+    neg_sides, pos_sides = (neg_part, neg_rest), (pos_part, pos_rest)
     full_pos = np.sort(np.concatenate(pos_sides))
     results = [
         _result_from_counts(_counts_in(full_pos, neg_sides), z),
@@ -254,6 +257,35 @@ def auc_partition(
         _result_from_counts(_counts(pos_sides[1], neg_sides[1]), z),
     ]
     return results[0], results[1], results[2]
+
+
+# Doubles in [0, 1] as unsigned integers sort as the doubles do and leave the top two bits
+# clear (1.0 is 0x3FF0…0): room for a class code, so that one sort orders every class at once.
+_ONE_BITS = int(np.float64(1.0).view(np.uint64))
+_CODE_SHIFT = np.uint64(62)
+_VALUE_MASK = np.uint64((1 << 62) - 1)
+
+
+def _sorted_classes(
+    code: npt.NDArray[np.uint8], s: FloatArray, classes: int
+) -> list[FloatArray]:
+    """The scores of each class (``code`` 0 … classes − 1, at most 4), each sorted ascending.
+
+    Scores in [0, 1] (probabilities, the usual case) take one sort of 64-bit keys, the class
+    code in the top bits and the score's bits below: each class comes out as one sorted run,
+    with no boolean-mask copy of the scores per class. Other scores are copied per class and
+    sorted one class at a time."""
+    bits = s.view(np.uint64)
+    if s.size == 0 or int(bits.max()) > _ONE_BITS:
+        return [np.sort(s[code == c]) for c in range(classes)]
+    keys = np.left_shift(code, _CODE_SHIFT, dtype=np.uint64)
+    keys |= bits
+    keys.sort()
+    bounds = np.searchsorted(keys, np.arange(1, classes, dtype=np.uint64) << _CODE_SHIFT)
+    keys &= _VALUE_MASK
+    values = keys.view(np.float64)
+    edges = [0, *(int(b) for b in bounds), values.size]
+    return [values[edges[c] : edges[c + 1]] for c in range(classes)]
 
 
 def _counts_in(pos_sorted: FloatArray, neg_parts: tuple[FloatArray, ...]) -> _Counts:

@@ -449,6 +449,11 @@ def _scatter_batches(batches: Sequence[Any], names: tuple[str, ...], n_rows: int
         ids = _as_int64(batch.column(0).to_numpy())
         if ids is None or int(ids.view(np.uint64).max()) >= n_rows:
             return None
+        # Rows in row_id order (the usual file) are copied as slices, not scattered.
+        first, last = int(ids[0]), int(ids[-1])
+        where: IntArray | slice = ids
+        if last - first == ids.size - 1 and (ids.size == 1 or bool((ids[1:] > ids[:-1]).all())):
+            where = slice(first, last + 1)
         for j, name in enumerate(names[1:], start=1):
             column = np.asarray(batch.column(j).to_numpy())
             if column.dtype.kind != "f":
@@ -457,8 +462,8 @@ def _scatter_batches(batches: Sequence[Any], names: tuple[str, ...], n_rows: int
             column = column.astype(np.float64, copy=False)
             if int(column.view(np.uint64).max()) > _ONE_BITS:
                 return None
-            values[name][ids] = column
-        seen[ids] = True
+            values[name][where] = column
+        seen[where] = True
     if int(np.count_nonzero(seen)) != n_rows:
         return None
     return values
