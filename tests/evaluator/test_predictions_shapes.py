@@ -245,9 +245,9 @@ def test_any_accepted_file_reads_as_python_float_reads_it(
 _BASE_ROWS = 400
 
 
-def _base() -> list[str]:
+def _base(fmt_name: str) -> list[str]:
     ctr, cvr, _ = _probabilities(_BASE_ROWS, 11)
-    return _text(ctr, cvr, repr).splitlines(keepends=True)
+    return _text(ctr, cvr, FORMATS[fmt_name]).splitlines(keepends=True)
 
 
 def _edit_cell(row: int, column: int, value: str) -> Callable[[list[str]], None]:
@@ -310,17 +310,18 @@ BAD_EDITS: dict[str, Callable[[list[str]], None]] = {
 }
 
 
-def _bad_file(name: str) -> bytes:
-    lines = _base()
+def _bad_file(name: str, fmt_name: str) -> bytes:
+    lines = _base(fmt_name)
     BAD_EDITS[name](lines)
     return "".join(lines).encode()
 
 
+@pytest.mark.parametrize("fmt_name", ["repr", "%.6f"])
 @pytest.mark.parametrize("name", list(BAD_EDITS))
 def test_every_bad_csv_is_refused_with_the_general_readers_problems(
-    tmp_path: Path, name: str
+    tmp_path: Path, name: str, fmt_name: str
 ) -> None:
-    raw = _bad_file(name)
+    raw = _bad_file(name, fmt_name)
     if not raw.startswith(b"row_id,ctr,cvr\n"):
         with pytest.raises(PredictionFileError, match="wrong header"):
             parse_prediction_csv(raw, _BASE_ROWS)
