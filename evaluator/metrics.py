@@ -227,8 +227,13 @@ def auc_partition(
     scores: ScoreArray,
     part: npt.NDArray[np.bool_],
     level: float = 0.95,
+    *,
+    scratch: npt.NDArray[np.float64] | None = None,
 ) -> tuple[AucResult, AucResult, AucResult]:
     """AUCs with intervals on all rows, on the rows where `part` is True, and on the rest.
+
+    `scratch`, a float64 array of at least as many elements as `scores`, is used for the sort
+    instead of a fresh array (whose page faults cost more than the sort on a large test set).
 
     Equal to three calls of `auc_with_ci` but cheaper: each row is sorted once, within its side
     of the partition. Counts on all rows are the sums of the two sides' counts (a binary search
@@ -248,7 +253,8 @@ def auc_partition(
     # Class codes 0 … 3: (negative, rest), (negative, part), (positive, rest), (positive, part).
     code = np.left_shift(y.view(np.uint8), np.uint8(1))
     code |= p.view(np.uint8)
-    neg_rest, neg_part, pos_rest, pos_part = _sorted_classes(code, s, 4)
+    keys = None if scratch is None else scratch[: s.size].view(np.uint64)
+    neg_rest, neg_part, pos_rest, pos_part = _sorted_classes(code, s, 4, keys)
     neg_sides, pos_sides = (neg_part, neg_rest), (pos_part, pos_rest)
     full_pos = np.sort(np.concatenate(pos_sides))
     results = [
@@ -267,7 +273,8 @@ _VALUE_MASK = np.uint64((1 << 62) - 1)
 
 
 def _sorted_classes(
-    code: npt.NDArray[np.uint8], s: FloatArray, classes: int
+    code: npt.NDArray[np.uint8], s: FloatArray, classes: int,
+    keys: npt.NDArray[np.uint64] | None = None,
 ) -> list[FloatArray]:
     """The scores of each class (``code`` 0 … classes − 1, at most 4), each sorted ascending.
 
@@ -278,7 +285,7 @@ def _sorted_classes(
     bits = s.view(np.uint64)
     if s.size == 0 or int(bits.max()) > _ONE_BITS:
         return [np.sort(s[code == c]) for c in range(classes)]
-    keys = np.left_shift(code, _CODE_SHIFT, dtype=np.uint64)
+    keys = np.left_shift(code, _CODE_SHIFT, dtype=np.uint64, out=keys)
     keys |= bits
     keys.sort()
     bounds = np.searchsorted(keys, np.arange(1, classes, dtype=np.uint64) << _CODE_SHIFT)
