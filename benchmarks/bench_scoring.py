@@ -1,26 +1,42 @@
-"""Scoring engine vs the naive path, in the same run, on the same file.
+"""Scoring engine vs pandas + sklearn vs the physical floor, per prediction-file shape, in one run.
 
-    .venv/bin/python benchmarks/bench_scoring.py [--rows 8000000] [--repeat 3]
+    .venv/bin/python benchmarks/bench_scoring.py --shapes all [--rows 8000000] [--repeat 3]
 
-Writes (under benchmarks/out/bench_scoring/) a prepared folder of synthetic labels (~2 % clicks,
-~3 % conversions among clicks, 30 % public) and a prediction file `row_id,ctr,cvr` with `%.6f`
-values, rows in row_id order. Then times, each in a fresh subprocess (so that its peak RSS is
-its own):
+Writes (under benchmarks/out/bench_scoring/, kept between runs) a prepared folder of synthetic
+labels (~2 % clicks, ~3 % conversions among clicks, 30 % public) and, per shape, one prediction
+file `row_id,ctr,cvr` of the same probabilities:
 
-(a) this engine: `parse_prediction_file` (parse + validate + align) and `auc_with_ci` for CTR,
-    CVR (clicked rows) and CTCVR on the full set; also the complete `score_predictions`
-    (three splits × three tasks, intervals and log-loss), reported separately;
-(b) the naive path: `pandas.read_csv` + `sklearn.metrics.roc_auc_score` × 3 on the same file.
+| shape | file |
+|---|---|
+| `fixed6` | `%.6f`, rows in row_id order |
+| `pandas` | pandas' default `to_csv` (shortest round-trip floats), rows in order |
+| `shuffled` | the same, rows shuffled |
+| `g17` | `%.17g`, rows in order |
+| `exp` | `%.18e` (numpy.savetxt's default: every value with an exponent), rows in order |
+| `gzip` | `shuffled`, gzip-compressed (level 6) |
+| `parquet` | `shuffled` as Parquet (pandas' `to_parquet`, snappy) |
 
-Prints both times (best of --repeat), the ratio and the peak RSS of each. With --general, also
-times parsing alone with the fixed-width reader and with the general reader.
+Then times, each in a fresh subprocess (so that its peak RSS is its own), best of --repeat:
+
+(a) the engine: `parse_prediction_file` (parse, every check, alignment by row_id) and
+    `score_predictions` (AUC with DeLong interval and log-loss for the three tasks on each
+    split), all that `leaderboard score` computes; its parse alone is shown too;
+(b) pandas + sklearn: `pandas.read_csv` (or `read_parquet`), a sort by row_id and three
+    `sklearn.metrics.roc_auc_score` (CTR, CVR on clicked rows, CTCVR), no checks at all;
+(c) the physical floor: reading the file's bytes (as stored: compressed for gzip) into memory
+    and one `np.sort` of each class's CTR scores.
+
+Prints a markdown table: seconds, (b)/(a), (a)/(c) and the engine's peak RSS. The AUCs of (a)
+and (b) must agree to 1e-12 or the run fails.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
+import platform
 import subprocess
 import sys
 import time
@@ -31,6 +47,11 @@ import numpy.typing as npt
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "out" / "bench_scoring"
+SHAPES = ("fixed6", "pandas", "shuffled", "g17", "exp", "gzip", "parquet")
+FILE_NAMES = {
+    "fixed6": "fixed6.csv", "pandas": "pandas.csv", "shuffled": "shuffled.csv",
+    "g17": "g17.csv", "exp": "exp.csv", "gzip": "shuffled.csv.gz", "parquet": "shuffled.parquet",
+}
 
 
 def _peak_rss_mib() -> float:
@@ -59,8 +80,7 @@ def _fixed6(values: npt.NDArray[np.float64]) -> npt.NDArray[np.uint8]:
     return out
 
 
-def write_prediction_file(path: Path, ctr: npt.NDArray[np.float64],
-                          cvr: npt.NDArray[np.float64]) -> None:
+def write_fixed6(path: Path, ctr: npt.NDArray[np.float64], cvr: npt.NDArray[np.float64]) -> None:
     """Vectorised `%d,%.6f,%.6f` lines: ids of one digit count form one contiguous block."""
     n = ctr.size
     with open(path, "wb") as file:
@@ -102,10 +122,12 @@ def write_prepared(folder: Path, click: npt.NDArray[np.bool_], conversion: npt.N
 
 
 def make_data(rows: int, seed: int) -> tuple[Path, Path]:
-    folder, file = OUT / f"prepared_{rows}_{seed}", OUT / f"pred_{rows}_{seed}.csv"
-    if (folder / "meta.json").is_file() and file.is_file():
-        return folder, file
-    OUT.mkdir(parents=True, exist_ok=True)
+    """The prepared folder and the file of the true probabilities (`values.npz`)."""
+    base = OUT / f"{rows}_{seed}"
+    folder, values = base / "prepared", base / "values.npz"
+    if (folder / "meta.json").is_file() and values.is_file():
+        return folder, values
+    base.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     z_click = rng.normal(size=rows)
     click = rng.random(rows) < _sigmoid(-4.6 + 1.2 * z_click)
@@ -115,16 +137,55 @@ def make_data(rows: int, seed: int) -> tuple[Path, Path]:
     ctr = _sigmoid(-4.6 + 1.2 * (z_click + rng.normal(0, 0.8, rows)))
     cvr = _sigmoid(-4.0 + 1.2 * (z_buy + rng.normal(0, 0.8, rows)))
     write_prepared(folder, click, conversion, public)
-    write_prediction_file(file, ctr, cvr)
-    return folder, file
+    np.savez(values, ctr=ctr, cvr=cvr, order=rng.permutation(rows))
+    return folder, values
+
+
+def make_file(shape: str, values_path: Path) -> Path:
+    """The prediction file of `shape` (written once, then kept)."""
+    import pandas as pd
+
+    path = values_path.parent / FILE_NAMES[shape]
+    if path.is_file():
+        return path
+    values = np.load(values_path)
+    ctr, cvr, order = values["ctr"], values["cvr"], values["order"]
+    frame = pd.DataFrame({"row_id": np.arange(ctr.size), "ctr": ctr, "cvr": cvr})
+    shuffled = frame.iloc[order]
+    partial = path.with_name(path.name + ".partial")
+    if shape == "fixed6":
+        write_fixed6(partial, ctr, cvr)
+    elif shape == "pandas":
+        frame.to_csv(partial, index=False)
+    elif shape == "shuffled":
+        shuffled.to_csv(partial, index=False)
+    elif shape == "g17":
+        frame.to_csv(partial, index=False, float_format="%.17g")
+    elif shape == "exp":
+        frame.to_csv(partial, index=False, float_format="%.18e")
+    elif shape == "gzip":
+        source = make_file("shuffled", values_path)
+        with open(source, "rb") as src, gzip.open(partial, "wb", compresslevel=6) as dst:
+            while chunk := src.read(1 << 24):
+                dst.write(chunk)
+    elif shape == "parquet":
+        shuffled.to_parquet(partial, index=False)
+    else:
+        raise ValueError(f"unknown shape {shape}")
+    partial.rename(path)
+    return path
 
 
 # -------------------------------------------------------------------------------- children
 
 
 def child_engine(folder: Path, file: Path) -> dict[str, object]:
+    # Imported before the clock starts, as pandas and sklearn are for (b): a server has them.
+    import pyarrow.compute
+    import pyarrow.csv
+    import pyarrow.parquet  # noqa: F401
+
     from evaluator.data.prepared import PreparedData
-    from evaluator.metrics import auc_with_ci
     from evaluator.predictions import parse_prediction_file
     from evaluator.scoring import score_predictions
 
@@ -132,33 +193,16 @@ def child_engine(folder: Path, file: Path) -> dict[str, object]:
     data = PreparedData.open(folder)
     predictions = parse_prediction_file(file, data.n_rows)
     parsed = time.perf_counter()
-    click = np.asarray(data.click).astype(bool)
-    conversion = np.asarray(data.conversion).astype(bool)
-    aucs = {
-        "ctr": auc_with_ci(click, predictions.ctr).auc,
-        "cvr": auc_with_ci(conversion[click], predictions.cvr[click]).auc,
-        "ctcvr": auc_with_ci(conversion, predictions.ctcvr).auc,
-    }
-    done = time.perf_counter()
     report = score_predictions(data, predictions)
-    scored = time.perf_counter()
+    done = time.perf_counter()
+    full = report.scores["full"]
     return {
-        "parse_s": parsed - start,
         "seconds": done - start,
-        "score_predictions_s": scored - done,
-        "aucs": aucs,
+        "parse_s": parsed - start,
+        "aucs": {task: full[task].auc for task in ("ctr", "cvr", "ctcvr")},
         "report": report.to_json(),
         "peak_rss_mib": _peak_rss_mib(),
     }
-
-
-def child_parse(folder: Path, file: Path) -> dict[str, object]:
-    from evaluator.data.prepared import PreparedData
-    from evaluator.predictions import parse_prediction_file
-
-    start = time.perf_counter()
-    parse_prediction_file(file, PreparedData.open(folder).n_rows)
-    return {"seconds": time.perf_counter() - start, "peak_rss_mib": _peak_rss_mib()}
 
 
 def child_naive(folder: Path, file: Path) -> dict[str, object]:
@@ -168,7 +212,8 @@ def child_naive(folder: Path, file: Path) -> dict[str, object]:
     click = np.load(folder / "click.npy").astype(bool)
     conversion = np.load(folder / "conversion.npy").astype(bool)
     start = time.perf_counter()
-    frame = pd.read_csv(file)
+    frame = pd.read_parquet(file) if file.suffix == ".parquet" else pd.read_csv(file)
+    frame = frame.sort_values("row_id")
     ctr, cvr = frame["ctr"].to_numpy(), frame["cvr"].to_numpy()
     aucs = {
         "ctr": float(roc_auc_score(click, ctr)),
@@ -179,14 +224,36 @@ def child_naive(folder: Path, file: Path) -> dict[str, object]:
             "peak_rss_mib": _peak_rss_mib()}
 
 
-def _run_child(kind: str, folder: Path, file: Path) -> dict[str, object]:
+def child_physical(folder: Path, file: Path, values: Path) -> dict[str, object]:
+    click = np.load(folder / "click.npy").astype(bool)
+    ctr = np.load(values)["ctr"]
+    pos, neg = ctr[click], ctr[~click]
+    start = time.perf_counter()
+    # numpy asks for huge pages for an array this size: the fastest plain read there is.
+    data = np.empty(file.stat().st_size, dtype=np.uint8)
+    with open(file, "rb", buffering=0) as source:
+        got = source.readinto(data.data)
+    read = time.perf_counter()
+    np.sort(pos)
+    np.sort(neg)
+    done = time.perf_counter()
+    assert got == data.size
+    return {"seconds": done - start, "read_s": read - start, "peak_rss_mib": _peak_rss_mib()}
+
+
+def _run_child(kind: str, folder: Path, file: Path, values: Path) -> dict[str, float]:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     done = subprocess.run(
-        [sys.executable, __file__, "--child", kind, "--prepared", str(folder), "--file", str(file)],
+        [sys.executable, __file__, "--child", kind, "--prepared", str(folder), "--file",
+         str(file), "--values", str(values)],
         check=True, capture_output=True, text=True, env=env,
     )
-    result: dict[str, object] = json.loads(done.stdout)
+    result: dict[str, float] = json.loads(done.stdout)
     return result
+
+
+def _best(runs: list[dict[str, float]]) -> dict[str, float]:
+    return min(runs, key=lambda r: float(r["seconds"]))
 
 
 def main() -> None:
@@ -194,71 +261,69 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=8_000_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--general", action="store_true",
-                        help="also time parsing alone with the general reader (the same text "
-                             "without its final line end, which the fixed-width reader needs)")
-    parser.add_argument("--child", choices=["engine", "naive", "parse"])
+    parser.add_argument("--shapes", default="all",
+                        help=f"comma-separated, from {','.join(SHAPES)}; or all")
+    parser.add_argument("--child", choices=["engine", "naive", "physical"])
     parser.add_argument("--prepared", type=Path)
     parser.add_argument("--file", type=Path)
+    parser.add_argument("--values", type=Path)
     args = parser.parse_args()
     if args.child:
-        run = {"engine": child_engine, "naive": child_naive, "parse": child_parse}[args.child]
-        print(json.dumps(run(args.prepared, args.file)))
+        if args.child == "physical":
+            print(json.dumps(child_physical(args.prepared, args.file, args.values)))
+        else:
+            run = {"engine": child_engine, "naive": child_naive}[args.child]
+            print(json.dumps(run(args.prepared, args.file)))
         return
+    shapes = list(SHAPES) if args.shapes == "all" else args.shapes.split(",")
+    unknown = sorted(set(shapes) - set(SHAPES))
+    if unknown:
+        raise SystemExit(f"unknown shapes {', '.join(unknown)}; choose from {', '.join(SHAPES)}")
 
     started = time.perf_counter()
-    folder, file = make_data(args.rows, args.seed)
+    folder, values = make_data(args.rows, args.seed)
+    files = {shape: make_file(shape, values) for shape in shapes}
     click = np.load(folder / "click.npy")
     conversion = np.load(folder / "conversion.npy")
-    print(f"data: {file} ({file.stat().st_size / 2**20:.0f} MiB, {args.rows} rows; clicks "
-          f"{click.mean():.2%}, CVR among clicks {conversion[click == 1].mean():.2%}) ready in "
-          f"{time.perf_counter() - started:.1f} s")
-    engine_runs, naive_runs = [], []
-    for _ in range(args.repeat):
-        engine_runs.append(_run_child("engine", folder, file))
-        naive_runs.append(_run_child("naive", folder, file))
-    engine = min(engine_runs, key=lambda r: float(r["seconds"]))  # type: ignore[arg-type]
-    naive = min(naive_runs, key=lambda r: float(r["seconds"]))  # type: ignore[arg-type]
-    assert isinstance(engine["aucs"], dict) and isinstance(naive["aucs"], dict)
-    for task, value in naive["aucs"].items():
-        if abs(float(engine["aucs"][task]) - float(value)) > 1e-12:
-            raise SystemExit(f"AUC mismatch on {task}: engine {engine['aucs'][task]} vs {value}")
-    e_s, n_s = float(engine["seconds"]), float(naive["seconds"])  # type: ignore[arg-type]
-    print(f"load average: {os.getloadavg()[0]:.2f} (2 cores shared with other work)")
-    print(f"(a) engine  parse+validate+3 AUCs with CI: {e_s:.3f} s "
-          f"(parse {float(engine['parse_s']):.3f} s), peak RSS "  # type: ignore[arg-type]
-          f"{float(engine['peak_rss_mib']):.0f} MiB; all runs: "  # type: ignore[arg-type]
-          + ", ".join(f"{float(r['seconds']):.3f}" for r in engine_runs))  # type: ignore[arg-type]
-    print(f"    score_predictions (3 splits × 3 tasks, CIs, log-loss) after parsing: "
-          f"{float(engine['score_predictions_s']):.3f} s")  # type: ignore[arg-type]
-    print(f"(b) naive   pandas.read_csv + roc_auc_score x3:  {n_s:.3f} s, peak RSS "
-          f"{float(naive['peak_rss_mib']):.0f} MiB; all runs: "  # type: ignore[arg-type]
-          + ", ".join(f"{float(r['seconds']):.3f}" for r in naive_runs))  # type: ignore[arg-type]
-    print(f"ratio (b)/(a): {n_s / e_s:.1f}x; AUCs identical to 1e-12: {engine['aucs']}")
-    report = engine["report"]
-    assert isinstance(report, dict)
-    for split, tasks in report["splits"].items():
-        cells = ", ".join(
-            f"{task} {s['auc']:.4f} [{s['ci_low']:.4f}, {s['ci_high']:.4f}]"
-            for task, s in tasks.items()
-        )
-        print(f"    {split:8s} {cells}")
-    general_runs = []
-    if args.general:
-        general = file.with_name(file.stem + "_general.csv")
-        if not general.is_file():
-            with open(file, "rb") as source, open(general, "wb") as target:
-                target.write(source.read()[:-1])
-        fixed_runs = [_run_child("parse", folder, file) for _ in range(args.repeat)]
-        general_runs = [_run_child("parse", folder, general) for _ in range(args.repeat)]
-        for name, runs in (("fixed-width reader", fixed_runs), ("general reader", general_runs)):
-            best = min(runs, key=lambda r: float(r["seconds"]))  # type: ignore[arg-type]
-            print(f"parse only, {name}: {float(best['seconds']):.3f} s, peak RSS "  # type: ignore[arg-type]
-                  f"{float(best['peak_rss_mib']):.0f} MiB; all runs: "  # type: ignore[arg-type]
-                  + ", ".join(f"{float(r['seconds']):.3f}" for r in runs))  # type: ignore[arg-type]
-    (OUT / "result.json").write_text(json.dumps(
-        {"rows": args.rows, "engine": engine_runs, "naive": naive_runs,
-         "general_parse": general_runs}, indent=2))
+    print(f"data: {args.rows} rows (clicks {click.mean():.2%}, CVR among clicks "
+          f"{conversion[click == 1].mean():.2%}), files ready in "
+          f"{time.perf_counter() - started:.0f} s")
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    raw: dict[str, dict[str, list[dict[str, float]]]] = {}
+    for shape in shapes:
+        runs: dict[str, list[dict[str, float]]] = {"engine": [], "naive": [], "physical": []}
+        for _ in range(args.repeat):
+            for kind in runs:
+                runs[kind].append(_run_child(kind, folder, files[shape], values))
+        raw[shape] = runs
+        results[shape] = {kind: _best(r) for kind, r in runs.items()}
+        engine, naive = results[shape]["engine"], results[shape]["naive"]
+        engine_aucs = engine["aucs"]
+        naive_aucs = naive["aucs"]
+        assert isinstance(engine_aucs, dict) and isinstance(naive_aucs, dict)
+        for task, value in naive_aucs.items():
+            if abs(float(engine_aucs[task]) - float(value)) > 1e-12:
+                raise SystemExit(f"{shape}: AUC mismatch on {task}: engine "
+                                 f"{engine_aucs[task]} vs sklearn {value}")
+        print(f"{shape}: engine {engine['seconds']:.3f} s, pandas+sklearn "
+              f"{naive['seconds']:.3f} s, physical {results[shape]['physical']['seconds']:.3f} s",
+              flush=True)
+
+    print()
+    print(f"{args.rows:,} rows; best of {args.repeat}; {platform.machine()}, "
+          f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.2f}; AUCs of (a) and (b) "
+          "agree to 1e-12")
+    print()
+    print("| shape | file MiB | engine s (parse s) | pandas + sklearn s | ratio | physical s | "
+          "engine / physical | engine peak RSS MiB |")
+    print("|---|---|---|---|---|---|---|---|")
+    for shape in shapes:
+        e, n, p = (results[shape][k] for k in ("engine", "naive", "physical"))
+        mib = files[shape].stat().st_size / 2**20
+        print(f"| {shape} | {mib:.0f} | {e['seconds']:.3f} ({e['parse_s']:.3f}) | "
+              f"{n['seconds']:.2f} | {n['seconds'] / e['seconds']:.1f}× | {p['seconds']:.3f} | "
+              f"{e['seconds'] / p['seconds']:.1f}× | {e['peak_rss_mib']:.0f} |")
+    (OUT / "result.json").write_text(json.dumps({"rows": args.rows, "runs": raw}, indent=2))
 
 
 if __name__ == "__main__":

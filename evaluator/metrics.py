@@ -218,7 +218,8 @@ def auc_with_ci(labels: LabelArray, scores: ScoreArray, level: float = 0.95) -> 
     """
     z = _z_for_level(level)
     y, s = _validate(labels, scores)
-    return _result_from_counts(_counts(np.sort(s[y]), np.sort(s[~y])), z)
+    negatives, positives = _sorted_classes(y.view(np.uint8), s, 2)
+    return _result_from_counts(_counts(positives, negatives), z)
 
 
 def auc_partition(
@@ -226,8 +227,13 @@ def auc_partition(
     scores: ScoreArray,
     part: npt.NDArray[np.bool_],
     level: float = 0.95,
+    *,
+    scratch: npt.NDArray[np.float64] | None = None,
 ) -> tuple[AucResult, AucResult, AucResult]:
     """AUCs with intervals on all rows, on the rows where `part` is True, and on the rest.
+
+    `scratch`, a float64 array of at least as many elements as `scores`, is used for the sort
+    instead of a fresh array (whose page faults cost more than the sort on a large test set).
 
     Equal to three calls of `auc_with_ci` but cheaper: each row is sorted once, within its side
     of the partition. Counts on all rows are the sums of the two sides' counts (a binary search
@@ -244,9 +250,12 @@ def auc_partition(
     p = np.asarray(part)
     if p.dtype != np.bool_ or p.shape != y.shape:
         raise ValueError(f"part must be a boolean mask of shape {y.shape}, got {p.dtype} {p.shape}")
-    negative = ~y
-    neg_sides = (np.sort(s[negative & p]), np.sort(s[negative & ~p]))
-    pos_sides = (np.sort(s[y & p]), np.sort(s[y & ~p]))
+    # Class codes 0 … 3: (negative, rest), (negative, part), (positive, rest), (positive, part).
+    code = np.left_shift(y.view(np.uint8), np.uint8(1))
+    code |= p.view(np.uint8)
+    keys = None if scratch is None else scratch[: s.size].view(np.uint64)
+    neg_rest, neg_part, pos_rest, pos_part = _sorted_classes(code, s, 4, keys)
+    neg_sides, pos_sides = (neg_part, neg_rest), (pos_part, pos_rest)
     full_pos = np.sort(np.concatenate(pos_sides))
     results = [
         _result_from_counts(_counts_in(full_pos, neg_sides), z),
@@ -254,6 +263,36 @@ def auc_partition(
         _result_from_counts(_counts(pos_sides[1], neg_sides[1]), z),
     ]
     return results[0], results[1], results[2]
+
+
+# Doubles in [0, 1] as unsigned integers sort as the doubles do and leave the top two bits
+# clear (1.0 is 0x3FF0…0): room for a class code, so that one sort orders every class at once.
+_ONE_BITS = int(np.float64(1.0).view(np.uint64))
+_CODE_SHIFT = np.uint64(62)
+_VALUE_MASK = np.uint64((1 << 62) - 1)
+
+
+def _sorted_classes(
+    code: npt.NDArray[np.uint8], s: FloatArray, classes: int,
+    keys: npt.NDArray[np.uint64] | None = None,
+) -> list[FloatArray]:
+    """The scores of each class (``code`` 0 … classes − 1, at most 4), each sorted ascending.
+
+    Scores in [0, 1] (probabilities, the usual case) take one sort of 64-bit keys, the class
+    code in the top bits and the score's bits below: each class comes out as one sorted run,
+    with no boolean-mask copy of the scores per class. Other scores are copied per class and
+    sorted one class at a time."""
+    bits = s.view(np.uint64)
+    if s.size == 0 or int(bits.max()) > _ONE_BITS:
+        return [np.sort(s[code == c]) for c in range(classes)]
+    keys = np.left_shift(code, _CODE_SHIFT, dtype=np.uint64, out=keys)
+    keys |= bits
+    keys.sort()
+    bounds = np.searchsorted(keys, np.arange(1, classes, dtype=np.uint64) << _CODE_SHIFT)
+    keys &= _VALUE_MASK
+    values = keys.view(np.float64)
+    edges = [0, *(int(b) for b in bounds), values.size]
+    return [values[edges[c] : edges[c + 1]] for c in range(classes)]
 
 
 def _counts_in(pos_sorted: FloatArray, neg_parts: tuple[FloatArray, ...]) -> _Counts:

@@ -27,26 +27,43 @@ where ``ctr == 0``.
 Errors: every problem found is reported at once in a `PredictionFileError`; problems of one kind
 are grouped with their count and the first `MAX_EXAMPLES` examples (line, column, value).
 
-Speed: a CSV whose probability columns are written with a fixed width (``%.6f`` and the like,
-the common case) is parsed by a vectorised byte-level reader (SWAR digit conversion on 8-byte
-words); any other file goes through a general reader (blocks of
-whole lines split by Arrow's CSV reader, or by numpy where a block is malformed; characters
-checked with numpy; Arrow casts), which is also the one that lists the problems of a refused
-file. Both read in blocks, so memory stays near the size of the text plus the results.
+Speed: the file is memory-mapped, never copied (gzip inflates with ISA-L into an anonymous
+map). Three readers, each deciding only what it can decide:
+
+1. fixed-width text (``%.6f`` and the like, row_id first): a vectorised byte-level reader
+   (SWAR digit conversion on 8-byte words);
+2. any other plain text with row_id first (shortest round-trip floats as pandas and `repr`
+   write them, ``%.17g``, exponents, CRLF, any row order): Arrow's multithreaded CSV reader
+   with typed columns, while vectorised byte checks run beside it in a thread for what
+   Arrow's reader would let through (spaces, signs, hex or zero-padded ids, long lines, bare
+   CRs), and a bits check on the values for NaN, infinities, negatives and values above one;
+3. everything else, and every file that the first two do not accept outright: the general
+   reader (blocks of whole lines split by Arrow's CSV reader, or by numpy where a block is
+   malformed; characters checked with numpy; Arrow casts), the one that lists the problems of
+   a refused file.
+
+A fast reader never refuses a file itself: when anything is off it steps aside and the
+general reader decides, so every refusal carries the same problems and messages. Values are
+put at their row_id by a scatter (no sort, whatever the row order). Parquet is read with
+Arrow's threads and checked the same way, its general code explaining refusals.
 """
 
 from __future__ import annotations
 
+import mmap
 import os
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import numpy as np
 import numpy.typing as npt
+from isal import isal_zlib
 
+from evaluator.memory import small_pages
 from evaluator.tasks import derive_outputs
 
 ROW_ID = "row_id"
@@ -211,21 +228,78 @@ def parse_prediction_file(path: Path, n_rows: int, *, max_bytes: int | None = No
         if magic == _PARQUET_MAGIC:
             return _parse_parquet(Path(path), n_rows, cap, size)
         file.seek(0)
-        data: bytes | bytearray
+        text: _Text
         if magic[:2] == _GZIP_MAGIC:
-            data = _gunzip(file, cap)
+            text = _gunzip(file, cap)
         else:
             if size > cap:
                 raise _refuse(
                     f"file is {size} bytes; at most {cap} are allowed for {n_rows} rows"
                 )
-            data = file.read(cap + 1)
-            if len(data) > cap:
-                raise _refuse(f"file is larger than the {cap} bytes allowed for {n_rows} rows")
-    return parse_prediction_csv(data, n_rows)
+            text = _mapped(file, size)
+    return _parse_csv_text(text.raw, text.length, n_rows)
 
 
-def _gunzip(file: BinaryIO, cap: int) -> bytearray:
+@dataclass(frozen=True)
+class _Text:
+    """CSV text: the first `length` bytes of `raw` (a memory map, or bytes)."""
+
+    raw: mmap.mmap | bytes | bytearray
+    length: int
+
+
+def _mapped(file: BinaryIO, size: int) -> _Text:
+    """The file's bytes, memory-mapped: the page cache's own pages, never copied (a copy of a
+    few hundred MB costs more in page faults than the parse itself)."""
+    if size == 0:
+        return _Text(b"", 0)
+    return _Text(mmap.mmap(file.fileno(), size, access=mmap.ACCESS_READ), size)
+
+
+# Compressed bytes per decompression step: deflate expands at most ~1032-fold, so one step
+# never yields more than about `_INFLATE_STEP` bytes whatever the data (a bomb stops early).
+_INFLATE_INPUT = _INFLATE_STEP // 1040
+_ISAL_ERROR = cast("type[Exception]", isal_zlib.error)
+
+
+def _gunzip(file: BinaryIO, cap: int) -> _Text:
+    """Decompress into an anonymous memory map of `cap + 1` bytes (pages are only backed as
+    they are written, so the cap costs nothing up front), with ISA-L's inflate: several times
+    zlib's speed. Any error is explained by `_gunzip_zlib`, the reference, so that its
+    messages stay those of zlib."""
+    # Small pages on purpose: huge pages asked for with madvise made the kernel compact memory
+    # on each fault, three times the cost of the 4 KiB faults on the machine measured.
+    out = mmap.mmap(-1, cap + 1)
+    length = 0
+    decompressor = isal_zlib.decompressobj(wbits=16 + isal_zlib.MAX_WBITS)
+    try:
+        while chunk := file.read(_READ_CHUNK):
+            for start in range(0, len(chunk), _INFLATE_INPUT):
+                piece = chunk[start : start + _INFLATE_INPUT]
+                while piece:
+                    if decompressor.eof:
+                        # Concatenated members are valid gzip: go on with the next one.
+                        decompressor = isal_zlib.decompressobj(wbits=16 + isal_zlib.MAX_WBITS)
+                    inflated = decompressor.decompress(piece)
+                    if length + len(inflated) > cap:
+                        raise _refuse(
+                            f"gzip data decompresses to more than {cap} bytes (the limit for "
+                            "this test set); refused as a possible gzip bomb"
+                        )
+                    out[length : length + len(inflated)] = inflated
+                    length += len(inflated)
+                    piece = decompressor.unused_data if decompressor.eof else b""
+    except _ISAL_ERROR:
+        file.seek(0)
+        text = _gunzip_zlib(file, cap)  # raises with zlib's own message
+        return _Text(text, len(text))
+    if not decompressor.eof:
+        raise _refuse("truncated gzip file: the compressed data ends before the stream does")
+    return _Text(out, length)
+
+
+def _gunzip_zlib(file: BinaryIO, cap: int) -> bytearray:
+    """The reference decompression (zlib), whose errors are the ones reported."""
     out = bytearray()
     decompressor = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
     try:
@@ -257,25 +331,34 @@ def _gunzip(file: BinaryIO, cap: int) -> bytearray:
 
 def parse_prediction_csv(data: bytes | bytearray, n_rows: int) -> Predictions:
     """Parse CSV text already in memory (see the module docstring for the rules)."""
-    view = memoryview(data)
-    offset = len(_BOM) if bytes(view[: len(_BOM)]) == _BOM else 0
-    if len(view) == offset:
+    return _parse_csv_text(data, len(data), n_rows)
+
+
+def _parse_csv_text(raw: mmap.mmap | bytes | bytearray, length: int, n_rows: int) -> Predictions:
+    """Parse the first `length` bytes of `raw`: the Arrow reader when the text is plain, the
+    general reader (which also explains every problem) otherwise."""
+    offset = len(_BOM) if raw[: len(_BOM)] == _BOM and length >= len(_BOM) else 0
+    if length == offset:
         raise _refuse("the file is empty; expected a header line and one line per test row")
-    header_end = bytes(view[offset : offset + MAX_LINE_BYTES + 2]).find(b"\n")
+    header_end = raw.find(b"\n", offset, min(offset + MAX_LINE_BYTES + 2, length))
     if header_end < 0:
-        if len(view) - offset > MAX_LINE_BYTES:
+        if length - offset > MAX_LINE_BYTES:
             raise _refuse(f"line 1 (the header) is longer than {MAX_LINE_BYTES} bytes")
-        header_raw = bytes(view[offset:])
-        body_start = len(view)
+        header_raw = bytes(raw[offset:length])
+        body_start = length
     else:
-        header_raw = bytes(view[offset : offset + header_end])
-        body_start = offset + header_end + 1
+        header_raw = bytes(raw[offset:header_end])
+        body_start = header_end + 1
     names = _parse_header(header_raw.removesuffix(b"\r"))
-    buf = np.frombuffer(data, dtype=np.uint8)
-    parsed = _fast_fixed_width(buf, body_start, names, n_rows)
+    buf = np.frombuffer(raw, dtype=np.uint8, count=length)
     problems = _Problems()
+    # Fixed-width text (`%.6f`, the commonest) reads faster still with the SWAR reader.
+    parsed = _fast_fixed_width(buf, body_start, names, n_rows)
     if parsed is None:
-        parsed = _general_csv(data, buf, body_start, names, problems)
+        fast = _fast_csv(buf, body_start, names, n_rows)
+        if fast is not None:
+            return _assemble(names, fast)
+        parsed = _general_csv(raw, buf, body_start, names, problems)
     return _assemble(names, _aligned_or_raise(parsed, n_rows, problems))
 
 
@@ -308,6 +391,200 @@ class _Parsed:
     records: int  # data lines (or rows) in the file, including refused ones
     unit: str = "line"
     in_order: bool = False  # row_id is known to be 0, 1, 2, … already
+
+
+# ------------------------------------------------------------------------ fast Arrow reader
+
+# Bit patterns, as unsigned integers, of the doubles in [0, 1]: 0.0 is 0 and 1.0 is
+# 0x3FF0…0; -0.0 and every negative number have the sign bit set, NaN and ±inf an all-ones
+# exponent, so each lies above. One max() of the bits checks a whole column.
+_ONE_BITS = int(np.float64(1.0).view(np.uint64))
+# Bytes of plain text, as the reader sees them: ',' '-' '.' '/' and the digits are 44 … 57.
+_PLAIN_LOW, _PLAIN_SPAN = 44, 13
+# Every segment of this many bytes must hold a line end; lines are then shorter than
+# 2 · _SEGMENT − 1 bytes, within MAX_LINE_BYTES, without locating a single line end.
+_SEGMENT = 512
+assert 2 * _SEGMENT - 2 <= MAX_LINE_BYTES
+_CHECK_BYTES = 1 << 20  # a multiple of _SEGMENT: blocks of the byte checks stay in cache
+_ARROW_BLOCK_BYTES = 1 << 22
+
+
+def _fast_csv(
+    buf: npt.NDArray[np.uint8], body_start: int, names: tuple[str, ...], n_rows: int
+) -> dict[str, FloatArray] | None:
+    """The values aligned by row_id when the text is plain and every rule holds, else None
+    (and the general reader decides, and explains). Never accepts what the general reader
+    refuses: see `_plain_text` for what Arrow's reader alone would let through.
+
+    Arrow's multithreaded CSV reader splits and converts (its float parser rounds correctly,
+    as Python's `float` does); the byte checks run beside it in a thread, and the values are
+    scattered to their row_id, so no sort is needed for any row order."""
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    if names[0] != ROW_ID or buf.size - body_start < 2:
+        return None
+    body = buf[body_start:]
+    with ThreadPoolExecutor(1) as pool:
+        plain = pool.submit(_plain_text, body)
+        try:
+            # Streamed: each batch is scattered and freed as the next ones are parsed, so
+            # Arrow's memory is reused instead of a whole table's worth paged in afresh.
+            batches = pa_csv.open_csv(
+                pa.BufferReader(pa.py_buffer(body)),
+                read_options=pa_csv.ReadOptions(
+                    column_names=list(names), use_threads=True, block_size=_ARROW_BLOCK_BYTES
+                ),
+                parse_options=pa_csv.ParseOptions(
+                    quote_char=False, double_quote=False, escape_char=False,
+                    newlines_in_values=False, ignore_empty_lines=False,
+                ),
+                convert_options=pa_csv.ConvertOptions(
+                    column_types={n: pa.int64() if n == ROW_ID else pa.float64() for n in names},
+                    null_values=[], strings_can_be_null=False, quoted_strings_can_be_null=False,
+                ),
+            )
+            values = _scatter_batches(batches, names, n_rows)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            values = None
+        lines = plain.result()
+    if values is None or lines is None:
+        return None
+    ends_with_newline = body[-1] == ord("\n")
+    if lines != n_rows - 1 + ends_with_newline:
+        return None  # a line end Arrow read as one that is not '\n' (a bare CR)
+    return values
+
+
+def _scatter_batches(batches: Iterable[Any], names: tuple[str, ...], n_rows: int
+                     ) -> dict[str, FloatArray] | None:
+    """Each batch's values put at their row_id, when there are `n_rows` rows, every id is in
+    range and occurs once, and every value is in [0, 1]; else None."""
+    values: dict[str, FloatArray] = {
+        name: small_pages(n_rows, np.float64) for name in names if name != ROW_ID
+    }
+    seen = np.zeros(n_rows, dtype=np.bool_)
+    rows = 0
+    for batch in batches:
+        rows += batch.num_rows
+        if rows > n_rows:
+            return None
+        if batch.num_rows == 0:
+            continue
+        ids = _as_int64(batch.column(0).to_numpy())
+        if ids is None or int(ids.view(np.uint64).max()) >= n_rows:
+            return None
+        # Rows in row_id order (the usual file) are copied as slices, not scattered.
+        first, last = int(ids[0]), int(ids[-1])
+        where: IntArray | slice = ids
+        if last - first == ids.size - 1 and (ids.size == 1 or bool((ids[1:] > ids[:-1]).all())):
+            where = slice(first, last + 1)
+        for j, name in enumerate(names[1:], start=1):
+            column = np.asarray(batch.column(j).to_numpy())
+            if column.dtype.kind != "f":
+                return None
+            # float16 and float32 widen exactly.
+            column = column.astype(np.float64, copy=False)
+            if int(column.view(np.uint64).max()) > _ONE_BITS:
+                return None
+            values[name][where] = column
+        seen[where] = True
+    if rows != n_rows or int(np.count_nonzero(seen)) != n_rows:
+        return None
+    return values
+
+
+def _parquet_fast(table: Any, names: tuple[str, ...], n_rows: int) -> dict[str, FloatArray] | None:
+    """A Parquet table's values aligned by row_id when every rule holds (no nulls, ids a
+    permutation, values in [0, 1]); else None."""
+    if any(table.column(name).null_count for name in names):
+        return None
+    # row_id first, as `_scatter_batches` expects, whatever the file's column order.
+    order = (ROW_ID, *(n for n in names if n != ROW_ID))
+    return _scatter_batches(table.select(list(order)).to_batches(), order, n_rows)
+
+
+def _as_int64(ids: npt.NDArray[Any]) -> IntArray | None:
+    """Integer ids as int64, or None when they cannot all be row ids (not integers, or
+    unsigned ones past int64, which no test set reaches)."""
+    if ids.dtype.kind == "u":
+        if ids.size and int(ids.max()) > np.iinfo(np.int64).max:
+            return None
+        return ids.astype(np.int64, copy=False)
+    if ids.dtype.kind != "i":
+        return None
+    return ids.astype(np.int64, copy=False)
+
+
+def _plain_text(body: npt.NDArray[np.uint8]) -> int | None:
+    """The number of '\\n' in `body` when its bytes are plain; else None.
+
+    Arrow's reader, given typed columns, refuses any cell that is not a number, but lets
+    through some the rules refuse: spaces and tabs around a number, a leading '+', '-0', hex
+    ids ('0x1F') and leading zeros ('007'), lines of any length, and a bare CR read as a line
+    end. (NaN, infinities and negative numbers are caught by the bits check on the values.)
+    Plain means: every byte is a digit or one of ``, - . / \\n`` (anything else only as an
+    exponent's 'e'/'E' and '+', or a CR before a line end), each segment of `_SEGMENT` bytes
+    holds a line end, and every line starts with a digit 1–9, bar one that starts ``0,``."""
+    size = body.size
+    shifted = np.empty(_CHECK_BYTES, dtype=np.uint8)
+    newline = np.empty(_CHECK_BYTES, dtype=np.bool_)
+    mask = np.empty(_CHECK_BYTES, dtype=np.bool_)
+    lines = other = 0
+    odd_starts: list[int] = [] if 49 <= body[0] <= 57 else [0]
+    for lo in range(0, size, _CHECK_BYTES):
+        block = body[lo : lo + _CHECK_BYTES]
+        k = block.size
+        t, nl, m = shifted[:k], newline[:k], mask[:k]
+        np.subtract(block, np.uint8(_PLAIN_LOW), out=t)
+        np.greater(t, np.uint8(_PLAIN_SPAN), out=m)
+        other += int(np.count_nonzero(m))
+        np.equal(block, np.uint8(ord("\n")), out=nl)
+        count = int(np.count_nonzero(nl))
+        lines += count
+        full = k - k % _SEGMENT
+        if not nl[:full].reshape(-1, _SEGMENT).any(axis=1).all():
+            return None
+        # The first byte of each line that starts in this block (after a '\n' in it).
+        after = body[lo + 1 : lo + k + 1]
+        j = after.size
+        np.subtract(after, np.uint8(ord("1")), out=t[:j])
+        np.greater(t[:j], np.uint8(8), out=m[:j])
+        m[:j] &= nl[:j]
+        if m[:j].any():
+            odd_starts.extend((np.flatnonzero(m[:j]) + lo + 1).tolist())
+            if len(odd_starts) > 1:
+                return None
+    if any(body[p] != ord("0") or p + 1 >= size or body[p + 1] != ord(",") for p in odd_starts):
+        return None
+    other -= lines
+    if other and not _only_exponents_and_crlf(body, other):
+        return None
+    return lines
+
+
+def _only_exponents_and_crlf(body: npt.NDArray[np.uint8], count: int) -> bool:
+    """Whether the `count` bytes of `body` outside the plain set (line ends aside) are all an
+    exponent's 'e' or 'E', a '+' just after one, or a CR just before a line end."""
+    found = 0
+    for char in b"eE+\r":
+        where = _positions(body, char)
+        if char == ord("+") and where.size and not np.isin(body[where - 1], (101, 69)).all():
+            return False
+        if char == ord("\r") and where.size and (
+            where[-1] + 1 >= body.size or (body[where + 1] != ord("\n")).any()
+        ):
+            return False
+        found += where.size
+        if found == count:
+            return True
+    return False
+
+
+def _positions(body: npt.NDArray[np.uint8], char: int) -> IntArray:
+    parts = [np.flatnonzero(body[lo : lo + _CHECK_BYTES] == char) + lo
+             for lo in range(0, body.size, _CHECK_BYTES)]
+    return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, dtype=np.int64)
 
 
 # ----------------------------------------------------------------- fast fixed-width reader
@@ -480,7 +757,7 @@ _GENERAL_BLOCK_BYTES = 1 << 22
 
 
 def _general_csv(
-    raw: bytes | bytearray,
+    raw: mmap.mmap | bytes | bytearray,
     buf: npt.NDArray[np.uint8],
     body_start: int,
     names: tuple[str, ...],
@@ -499,7 +776,7 @@ def _general_csv(
             if last < 0:
                 # No line end within a whole block: one line far over the limit. Skip it
                 # without ever holding it anywhere but in the text already read.
-                nxt = raw.find(b"\n", pos)
+                nxt = raw.find(b"\n", pos, buf.size)
                 end = buf.size if nxt < 0 else nxt + 1
                 problems.add(
                     f"line longer than {MAX_LINE_BYTES} bytes",
@@ -821,7 +1098,9 @@ def _plain_ids(column: Any) -> npt.NDArray[np.bool_]:
 # -------------------------------------------------------------------------------- Parquet
 
 
-def _parse_parquet(path: Path, n_rows: int, cap: int, size: int) -> Predictions:
+def _parse_parquet(path: Path, n_rows: int, cap: int, size: int, *, fast: bool = True
+                   ) -> Predictions:
+    """`fast=False` leaves the checks to the general code alone (which explains problems)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -850,9 +1129,12 @@ def _parse_parquet(path: Path, n_rows: int, cap: int, size: int) -> Predictions:
             problems.add(f"must be a floating-point column, not {kind}", column=name)
     problems.raise_if_any()
     try:
-        table = parquet.read(columns=list(names))
+        table = parquet.read(columns=list(names), use_threads=True)
     except (pa.ArrowException, OSError) as exc:
         raise _refuse(f"unreadable Parquet data: {exc}") from None
+    aligned = _parquet_fast(table, names, n_rows) if fast else None
+    if aligned is not None:
+        return _assemble(names, aligned)
     rows = np.arange(n_rows, dtype=np.int64) + 1
 
     def column_array(name: str, dtype: type[np.int64 | np.float64]) -> npt.NDArray[Any]:

@@ -224,6 +224,47 @@ def test_partition_equals_separate_calls_on_each_part() -> None:
     assert rest.variance == pytest.approx(auc_with_ci(y[~part], s[~part]).variance, rel=1e-12)
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 3), st.sampled_from([0.0, 1.0, 0.5, 1e-300, 5e-324])
+                       | st.floats(0, 1)), max_size=80),
+    st.booleans(),
+)
+def test_one_sort_of_class_keys_gives_each_class_sorted(
+    rows: list[tuple[int, float]], negate_zero: bool
+) -> None:
+    from evaluator.metrics import _sorted_classes
+
+    code = np.array([r[0] for r in rows], dtype=np.uint8)
+    s = np.array([r[1] for r in rows], dtype=np.float64)
+    if negate_zero:  # -0.0 is not a probability's bit pattern: the per-class sorts take it
+        s[s == 0.0] = -0.0
+    runs = _sorted_classes(code, s, 4)
+    for c in range(4):
+        np.testing.assert_array_equal(runs[c], np.sort(s[code == c]))
+
+
+@pytest.mark.parametrize("decimals", [None, 2, 0])
+def test_auc_and_partition_of_probabilities_equal_sklearn(decimals: int | None) -> None:
+    rng = np.random.default_rng(decimals or 9)
+    n = 40_000
+    s = rng.random(n) ** 3
+    if decimals is not None:
+        s = np.round(s, decimals)
+    s[:50], s[50:100] = 0.0, 1.0
+    y = (rng.random(n) < 0.1 + 0.5 * s).astype(np.int8)
+    part = rng.random(n) < 0.3
+    result = auc_with_ci(y, s)
+    assert result.auc == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+    full, in_part, rest = auc_partition(y, s, part)
+    assert full == result
+    assert in_part.auc == pytest.approx(roc_auc_score(y[part], s[part]), abs=1e-12)
+    assert rest.auc == pytest.approx(roc_auc_score(y[~part], s[~part]), abs=1e-12)
+    small = slice(0, 3000)
+    assert auc_with_ci(y[small], s[small]).variance == pytest.approx(
+        _direct_variance(y[small], s[small]), rel=1e-9)
+
+
 def test_partition_reports_a_part_with_one_class() -> None:
     y = np.array([0, 1, 0, 0, 1, 0])
     part = np.array([True, False, True, True, False, False])
