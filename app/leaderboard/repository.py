@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app import challenge
+from app.jobs.liveness import waiting_since
 from app.models import AuditLog, Score, Submission, Team, Verification
 from evaluator.schema import SPLITS, TASKS, Country, Split, Task, parse_country
 
@@ -126,6 +127,8 @@ class SubmissionDetail:
     scorer_version: str | None
     scores: dict[Split, dict[Task, TaskResult]]
     verified: bool = False
+    # Running with its worker's lease lapsed: "waiting for a worker since …".
+    waiting_since: str | None = None
 
 
 def submission_detail(session: Session, submission_id: int) -> SubmissionDetail | None:
@@ -155,7 +158,13 @@ def submission_detail(session: Session, submission_id: int) -> SubmissionDetail 
         sha256=submission.file_sha256 or submission.checkpoint_sha256,
         predictions_sha256=submission.predictions_sha256, scorer_version=version,
         scores=by_split, verified=submission.id in verified_ids(session, [submission.id]),
+        waiting_since=_waiting_since(submission),
     )
+
+
+def _waiting_since(submission: Submission) -> str | None:
+    since = waiting_since(str(submission.state), submission.lease_expires_at)
+    return since.strftime("%Y-%m-%d %H:%M:%S UTC") if since is not None else None
 
 
 def submissions_by_id(session: Session, ids: Sequence[int]) -> dict[int, Submission]:

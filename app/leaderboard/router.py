@@ -66,10 +66,33 @@ MEDIA_TYPES = {"json": "application/json", "csv": CSV_MEDIA_TYPE,
                "overall": "text/html; charset=utf-8", "country": "text/html; charset=utf-8"}
 
 
+# Sent with a board served from the cache while the database could not be reached.
+STALE_HEADER = "X-Leaderboard-Stale"
+STALE_NOTE = ('<p class="notice stale" role="status" id="stale-note">The database cannot be '
+              "reached just now: this is the last leaderboard this server built, and it may "
+              "be out of date.</p>")
+
+
+def _stale_copy(encoded: Encoded, kind: str) -> Encoded:
+    """The page with a visible note (JSON and CSV carry the header only)."""
+    if kind not in ("overall", "country"):
+        return encoded
+    body = encoded.body.decode()
+    marker = "<main>"
+    at = body.find(marker)
+    if at < 0:
+        return encoded
+    at += len(marker)
+    return Encoded.of(body[:at] + STALE_NOTE + body[at:])
+
+
 def _encoded_response(request: Request, encoded: Encoded, kind: str,
-                      country: Country | None) -> Response:
+                      country: Country | None, stale: bool = False) -> Response:
     headers = {"ETag": encoded.etag, "Vary": "Accept-Encoding",
                "Cache-Control": "no-cache"}
+    if stale:
+        headers[STALE_HEADER] = "database unreachable; possibly stale"
+        headers["Warning"] = '110 - "Response is Stale"'
     if kind == "csv":
         name = f"leaderboard-{(country or 'all').lower()}.csv"
         headers["Content-Disposition"] = f'attachment; filename="{name}"'
@@ -82,11 +105,13 @@ def _encoded_response(request: Request, encoded: Encoded, kind: str,
 
 
 def _build_encoded(request: Request, kind: str, country: Country | None,
-                   ranking: Ranking) -> Encoded:
+                   ranking: Ranking) -> tuple[Encoded, bool]:
     service = get_service(request)
     session = request.app.state.session_factory()
     try:
-        return service.rendered(session, kind, country, ranking, RENDERERS[kind])
+        encoded = service.rendered(session, kind, country, ranking, RENDERERS[kind])
+        stale = service.served_stale()
+        return (_stale_copy(encoded, kind) if stale else encoded), stale
     finally:
         session.rollback()
         session.close()
@@ -97,10 +122,11 @@ async def _board_response(request: Request, kind: str, country: Country | None,
     """Served straight from memory while the cache is fresh (no DB, no thread hop); otherwise
     the version check, and a rebuild when something changed, run in a worker thread."""
     service = get_service(request)
-    encoded: Encoded | None = service.fresh(service.render_key(kind, country, ranking))
-    if encoded is None:
-        encoded = await run_in_threadpool(_build_encoded, request, kind, country, ranking)
-    return _encoded_response(request, encoded, kind, country)
+    cached: Encoded | None = service.fresh(service.render_key(kind, country, ranking))
+    if cached is not None:
+        return _encoded_response(request, cached, kind, country)
+    encoded, stale = await run_in_threadpool(_build_encoded, request, kind, country, ranking)
+    return _encoded_response(request, encoded, kind, country, stale)
 
 
 @api_router.get(

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from app import audit, challenge
 from app.config import Settings
 from app.errors import Conflict, Invalid, NotFound, QuotaExceeded
+from app.jobs.liveness import waiting_since
 from app.models import Score, Submission, Team, Verification
 from app.storage import ArtifactStore
 from app.submissions import repository as repo
@@ -236,7 +237,8 @@ def describe(session: Session, team: Team, submissions: Sequence[Submission]
             state=s.state,  # type: ignore[arg-type]
             reason=s.reason, has_file=s.file_sha256 is not None,
             has_checkpoint=s.checkpoint_sha256 is not None, outputs=s.outputs,
-            file_format=s.file_format, attempts=s.attempts, hidden=s.hidden,
+            file_format=s.file_format, attempts=s.attempts,
+            waiting_since=waiting_since(s.state, s.lease_expires_at), hidden=s.hidden,
             disqualified=s.disqualified, created_at=s.created_at, started_at=s.started_at,
             finished_at=s.finished_at, scorer_version=version, scores=table))
     return result
