@@ -68,7 +68,7 @@ class Supervisor:
             if lived >= self.healthy_after_s:
                 delay = self.backoff_s
             self.restarts += 1
-            log.warning("%s (pid %s) exited with status %s after %.1f s; restart %d in %.1f s",
+            log.warning("%s (pid %s) exited with status %s after %.1f s; restart %d in %.2f s",
                         self.name, process.pid, code, lived, self.restarts, delay)
             if self._on_exit is not None:
                 try:
