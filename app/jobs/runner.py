@@ -163,8 +163,8 @@ def _attempts(ctx: JobContext, job: Job[Any], row_id: int) -> int:
 
 
 def _retry(ctx: JobContext, job: Job[Any], row_id: int, owner: str, reason: str) -> Outcome:
-    """Put the job back and enqueue it now; if even that fails (the database is still down),
-    the lease expires and the reaper does it later."""
+    """Put the job back and enqueue it after a backoff (`retry_delay`); if even that fails (the
+    database is still down), the lease expires and the reaper does it later."""
     try:
         if not lease.put_back(ctx, job.model, row_id, owner, reason):
             return "failed"
