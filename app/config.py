@@ -32,9 +32,9 @@ class Settings(BaseSettings):
                                   description="cap on one upload request body")
     daily_quota: int = Field(default=5, ge=0,
                              description="accepted submissions per team per UTC day")
-    lease_seconds: int = Field(default=300, gt=0, description="a worker's lease on a submission")
+    lease_seconds: int = Field(default=60, gt=0, description="a worker's lease on a submission")
     heartbeat_seconds: float = Field(default=0.0, ge=0,
-                                     description="lease renewal period; 0 → lease/3")
+                                     description="lease renewal period; 0 → lease/4")
     max_attempts: int = Field(default=3, gt=0, description="worker attempts before `failed`")
     reaper_seconds: int = Field(default=30, gt=0,
                                 description="period of the expired-lease reaper")
@@ -88,6 +88,40 @@ class Settings(BaseSettings):
                     "the DB when the API starts; unset: open for ever with LB_DAILY_QUOTA")
     auto_migrate: bool = Field(default=True,
                                description="`serve`/`worker` run `alembic upgrade head` first")
+    # Liveness (docs/liveness.md).
+    process_beat_seconds: float = Field(
+        default=5.0, gt=0, description="period of each consumer's heartbeat row")
+    process_stale_seconds: float = Field(
+        default=20.0, gt=0, description="a consumer whose heartbeat is older is taken for dead")
+    queue_check_seconds: float = Field(
+        default=2.0, gt=0,
+        description="period of the check that enqueues again `queued` rows missing from the "
+                    "queue (Redis restarted empty, an enqueue that failed)")
+    queue_settle_seconds: float = Field(
+        default=5.0, ge=0,
+        description="a row enqueued less than this long ago is left alone by that check")
+    enqueue_timeout_seconds: float = Field(
+        default=1.0, gt=0, description="Redis socket timeout of the API's enqueue")
+    stop_grace_seconds: float = Field(
+        default=60.0, ge=0,
+        description="on SIGTERM/SIGINT a consumer finishes its jobs this long, then puts them "
+                    "back without spending an attempt")
+    retry_backoff_seconds: float = Field(
+        default=5.0, ge=0, description="first delay before a failed job runs again; doubles")
+    retry_backoff_max_seconds: float = Field(default=300.0, ge=0,
+                                             description="cap on that delay")
+    no_space_retry_seconds: float = Field(
+        default=30.0, gt=0,
+        description="a job that met a full disk waits this long, then runs again (no attempt)")
+    min_free_bytes: int = Field(
+        default=256 << 20, ge=0,
+        description="`/health` is degraded while the artifact store has less free space")
+    tmp_sweep_seconds: float = Field(
+        default=300.0, gt=0, description="period of the API's sweep of orphaned temp files")
+    tmp_sweep_min_age_seconds: float = Field(
+        default=60.0, ge=0, description="temp files younger than this are never swept")
+    db_retry_after_seconds: int = Field(
+        default=5, gt=0, description="`Retry-After` of the 503 sent while the DB is down")
 
     @model_validator(mode="after")
     def _refuse_insecure(self) -> Settings:
@@ -118,4 +152,4 @@ class Settings(BaseSettings):
 
     @property
     def heartbeat_period(self) -> float:
-        return self.heartbeat_seconds or self.lease_seconds / 3
+        return self.heartbeat_seconds or self.lease_seconds / 4

@@ -8,7 +8,12 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+# Retry-After of the 503 while the database cannot be reached (LB_DB_RETRY_AFTER_SECONDS).
+DEFAULT_DB_RETRY_AFTER_S = 5
 
 
 class ErrorBody(BaseModel):
@@ -67,9 +72,24 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
                     403: "Not allowed for this team", 404: "Not found (or not yours)",
                     409: "Conflict with the current state", 413: "Upload over the size cap",
                     422: "Invalid input; every problem listed", 429: "Daily quota used up",
+                    503: "The database is unreachable for now; retry after `Retry-After`",
                     507: "The artifact store is full; nothing was stored"}
     return {s: {"model": ErrorBody, "description": descriptions.get(s, "Error")}
             for s in statuses}
+
+
+def database_unreachable(exc: BaseException) -> bool:
+    """A lost or refused connection (PostgreSQL down or restarting, a pool with no connection
+    to give, SQLite's lock held past its timeout), as opposed to an error in the statement."""
+    if isinstance(exc, PoolTimeout):
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    return isinstance(exc, OperationalError | InterfaceError)
 
 
 def install_handlers(app: FastAPI) -> None:
@@ -101,7 +121,20 @@ def install_handlers(app: FastAPI) -> None:
         return JSONResponse({"error": code, "detail": exc.detail}, status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
 
+    async def database_error(request: Request, exc: Exception) -> JSONResponse:
+        if not database_unreachable(exc):
+            raise exc  # a bug of ours, or a constraint: a 500, logged as before
+        settings = getattr(request.app.state, "settings", None)
+        retry_after = getattr(settings, "db_retry_after_seconds", DEFAULT_DB_RETRY_AFTER_S)
+        return JSONResponse(
+            {"error": "database_unavailable",
+             "detail": f"the database cannot be reached ({type(exc).__name__}); nothing was "
+                       f"changed by this request; retry in {retry_after} s"},
+            status_code=503, headers={"Retry-After": str(retry_after)})
+
     app.add_exception_handler(AppError, app_error)
+    app.add_exception_handler(DBAPIError, database_error)
+    app.add_exception_handler(PoolTimeout, database_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     _document_error_bodies(app)

@@ -263,3 +263,15 @@ class FinalEntry(Base):
     # {"ctr": {"auc": x, "ci_low": l, "ci_high": h, "n_pos": p, "n_neg": n}, ...}
     scores: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+class ProcessHeartbeat(Base):
+    """One row per live queue consumer (`serve`'s or a `worker` anywhere), beaten every
+    LB_PROCESS_BEAT_SECONDS and removed on a clean stop; `/health` reads their ages. In the
+    database, not a file, so consumers on other machines are seen too."""
+
+    __tablename__ = "process_heartbeat"
+
+    # host:pid:token — also the prefix of every lease owner the process writes.
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16), default="consumer")
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    beat_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -38,6 +38,7 @@ SLOW_MODULES = {
     "tests/app/jobs/test_queue.py": "worker processes",
     "tests/app/jobs/test_faults.py": "worker processes, injected faults",
     "tests/app/jobs/test_walltime.py": "a sandboxed checkpoint run up to its wall limit",
+    "tests/app/jobs/test_liveness.py": "serve and worker processes, signals, private servers",
     "tests/app/test_api_schema.py": "schemathesis fuzzing",
     "tests/app/test_checkpoint_submissions.py": "sandboxed checkpoint runs",
     "tests/app/submissions/test_checkpoint_uploads.py": "sandboxed checkpoint runs",

@@ -25,6 +25,8 @@ JOB_KINDS: tuple[JobKind, ...] = ("score", "verify", "rescore")
 # (kind, row id): hands a job to the queue. Raises when the queue is unreachable; callers that
 # must not fail on that use `enqueue_or_leave_to_reaper`.
 Enqueue = Callable[[JobKind, int], None]
+# (kind, row id, delay in seconds): the same, run no earlier than the delay.
+EnqueueLater = Callable[[JobKind, int, float], None]
 
 
 @dataclass
@@ -34,14 +36,23 @@ class JobContext:
     factory: sessionmaker[Session]
     store: ArtifactStore
     enqueue: Enqueue
+    enqueue_later: EnqueueLater | None = None
 
     @classmethod
-    def create(cls, settings: Settings, enqueue: Enqueue) -> JobContext:
+    def create(cls, settings: Settings, enqueue: Enqueue,
+               enqueue_later: EnqueueLater | None = None) -> JobContext:
         # Every checkpoint this process runs (scoring, verification) starts as the setting says.
         checkpoint_zygote.use_by_default(settings.checkpoint_zygote)
         engine = make_engine(settings)
         return cls(settings, engine, session_factory(engine), ArtifactStore.of(settings),
-                   enqueue)
+                   enqueue, enqueue_later)
+
+    def enqueue_after(self, kind: JobKind, row_id: int, delay_s: float) -> None:
+        """Enqueue to run in `delay_s` seconds; at once where the queue cannot delay."""
+        if self.enqueue_later is None or delay_s <= 0:
+            self.enqueue(kind, row_id)
+        else:
+            self.enqueue_later(kind, row_id, delay_s)
 
     @property
     def is_postgres(self) -> bool:
@@ -51,8 +62,26 @@ class JobContext:
         self.engine.dispose()
 
 
+_process: tuple[int, str] | None = None
+
+
+def process_name() -> str:
+    """host:pid:token of this process (made again after a fork): its heartbeat row's name and
+    the prefix of every lease it takes, so a dead process's leases can be found."""
+    global _process
+    if _process is None or _process[0] != os.getpid():
+        _process = (os.getpid(),
+                    f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
+    return _process[1]
+
+
+def process_prefix(host: str, pid: int) -> str:
+    """The prefix of the lease owners of process `pid` on `host`."""
+    return f"{host[:60]}:{pid}:"
+
+
 def new_owner() -> str:
-    return f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    return f"{process_name()}:{uuid.uuid4().hex[:8]}"
 
 
 def enqueue_or_leave_to_reaper(enqueue: Enqueue, kind: JobKind,

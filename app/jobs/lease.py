@@ -198,3 +198,56 @@ def reap(ctx: JobContext, model: LeasedModel) -> list[int]:
                             .execution_options(synchronize_session=False))
         requeue.extend(ids)
     return requeue
+
+
+def hand_back(ctx: JobContext, model: LeasedModel, row_id: int, owner: str) -> bool:
+    """Queue the row again without spending the attempt its claim took: the job stopped for a
+    reason of the service's own (a shutdown, a full disk), not the submission's. False when the
+    lease is no longer ours."""
+    now = utcnow()
+    with transaction(ctx.factory) as session:
+        result = session.execute(
+            update(model).where(held(model, row_id, owner)).values(
+                state="queued", lease_owner=None, attempts=model.attempts - 1,
+                lease_expires_at=requeue_at(ctx, now),
+            ).execution_options(synchronize_session=False))
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def expire_leases_of(ctx: JobContext, model: LeasedModel, owner_prefix: str) -> int:
+    """End now the leases held by a process known to be dead (`serve` saw its consumer exit):
+    the next reaper pass puts them back without waiting for their expiry."""
+    now = utcnow()
+    with transaction(ctx.factory) as session:
+        result = session.execute(
+            update(model).where(model.state == "running",
+                                model.lease_owner.startswith(owner_prefix, autoescape=True),
+                                model.lease_expires_at > now)
+            .values(lease_expires_at=now - timedelta(seconds=1))
+            .execution_options(synchronize_session=False))
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def missing_from_queue(ctx: JobContext, model: LeasedModel, in_queue: set[int],
+                       settle_seconds: float) -> list[int]:
+    """Queued rows the queue does not hold (Redis restarted empty, an enqueue that failed),
+    enqueued last more than `settle_seconds` ago. They are marked as enqueued now in the same
+    transaction, so two consumers checking at once do not both enqueue one row. Returns the
+    ids to enqueue after the commit."""
+    now = utcnow()
+    settled = now - timedelta(seconds=settle_seconds)
+    # A queued row's lease_expires_at is its last enqueue plus LB_REQUEUE_SECONDS (reap,
+    # put_back, hand_back, this); without one, it was enqueued at its creation.
+    last_enqueue_before = and_(model.state == "queued", or_(
+        and_(model.lease_expires_at.is_(None), model.created_at < settled),
+        model.lease_expires_at < requeue_at(ctx, settled)))
+    with transaction(ctx.factory) as session:
+        candidates = select(model.id).where(last_enqueue_before)
+        if ctx.is_postgres:
+            candidates = candidates.with_for_update(skip_locked=True)
+        ids = [i for i in session.execute(candidates).scalars() if i not in in_queue]
+        if ids:
+            session.execute(update(model).where(model.id.in_(ids))
+                            .values(lease_expires_at=requeue_at(ctx, now))
+                            .execution_options(synchronize_session=False))
+    return ids

@@ -10,6 +10,7 @@ their connections.
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 from collections.abc import Callable
 from datetime import datetime
@@ -45,18 +46,31 @@ TASK_NAMES: dict[JobKind, str] = {
     "score": "score_submission", "verify": "verify_submission", "rescore": "rescore_submission"}
 
 
-def make_huey(settings: Settings, *, immediate: bool = False) -> Huey:
+# A consumer's Redis calls block up to Huey's 1 s read timeout (BRPOP): its socket timeout
+# must be longer, or every idle poll would be a timeout error.
+CONSUMER_SOCKET_TIMEOUT_S = 10.0
+
+
+def make_huey(settings: Settings, *, immediate: bool = False, consumer: bool = False) -> Huey:
     if settings.redis_url:
-        return RedisHuey(QUEUE_NAME, url=settings.redis_url, immediate=immediate, results=False)
+        from redis import ConnectionPool
+
+        # The API's enqueue gives up after LB_ENQUEUE_TIMEOUT_SECONDS on a frozen Redis: the
+        # row is committed already and the queue check enqueues it once Redis answers.
+        timeout = CONSUMER_SOCKET_TIMEOUT_S if consumer else settings.enqueue_timeout_seconds
+        pool = ConnectionPool.from_url(settings.redis_url, socket_timeout=timeout,
+                                       socket_connect_timeout=timeout)
+        return RedisHuey(QUEUE_NAME, connection_pool=pool, immediate=immediate, results=False)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return SqliteHuey(QUEUE_NAME, filename=str((settings.data_dir / "queue.db").resolve()),
                       immediate=immediate, results=False)
 
 
 class Queue:
-    def __init__(self, settings: Settings, *, immediate: bool = False) -> None:
+    def __init__(self, settings: Settings, *, immediate: bool = False,
+                 consumer: bool = False) -> None:
         self.settings = settings
-        self.huey = make_huey(settings, immediate=immediate)
+        self.huey = make_huey(settings, immediate=immediate, consumer=consumer)
         self._context: JobContext | None = None
         self._lock = threading.Lock()
         self._tasks: dict[JobKind, Any] = {kind: self._register(kind) for kind in JOB_KINDS}
@@ -93,14 +107,31 @@ class Queue:
     def context(self) -> JobContext:
         with self._lock:
             if self._context is None:
-                self._context = JobContext.create(self.settings, self.enqueue)
+                self._context = JobContext.create(self.settings, self.enqueue,
+                                                  self.enqueue_later)
             return self._context
 
     def enqueue(self, kind: JobKind, row_id: int) -> None:
         self._tasks[kind](row_id)
 
+    def enqueue_later(self, kind: JobKind, row_id: int, delay_s: float) -> None:
+        if self.huey.immediate:  # nothing would ever run a scheduled task
+            self.enqueue(kind, row_id)
+            return
+        self._tasks[kind].schedule(args=(row_id,), delay=delay_s)
+
     def depth(self) -> int:
         return int(self.huey.pending_count())
+
+    def held_ids(self) -> dict[JobKind, set[int]]:
+        """The row ids the queue holds, pending or scheduled (a retry's delay), by kind."""
+        kinds = {name: kind for kind, name in TASK_NAMES.items()}
+        held: dict[JobKind, set[int]] = {kind: set() for kind in JOB_KINDS}
+        for task in [*self.huey.pending(), *self.huey.scheduled()]:
+            kind = kinds.get(task.name)
+            if kind is not None and task.args:
+                held[kind].add(int(task.args[0]))
+        return held
 
     def close(self) -> None:
         with self._lock:
@@ -118,7 +149,18 @@ class Queue:
         class LeaderboardConsumer(Consumer):  # type: ignore[misc]
             scheduler_class = ReaperScheduler
 
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, **kwargs)
+                # Huey stops at once on its "interrupt" signal: the job in hand was abandoned,
+                # its row left `running` for a whole lease, an attempt spent. Both SIGTERM
+                # (docker, systemd, Kubernetes) and SIGINT (Ctrl-C, `serve`) are graceful here:
+                # the jobs in hand get LB_STOP_GRACE_SECONDS, then `worker` hands them back. A
+                # second signal stops at once (Huey's own rule), and they are handed back too.
+                self._signal_actions[signal.SIGTERM] = (False, True)
+                self._signal_actions[signal.SIGINT] = (False, True)
+
         return LeaderboardConsumer(
             self.huey, workers=workers or self.settings.consumer_workers,
             worker_type="thread", periodic=True, check_worker_health=True,
+            graceful_signal="TERM", shutdown_timeout=self.settings.stop_grace_seconds,
         )

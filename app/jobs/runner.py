@@ -10,13 +10,15 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar, cast
 
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from app.db import transaction
+from app.storage import is_full
 from evaluator.checkpoint import CheckpointFailed, CheckpointRejected
 from evaluator.data.prepared import PreparedDataError
 from evaluator.predictions import PredictionFileError
@@ -70,6 +72,12 @@ def reason_of(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+# The jobs this process holds a lease on, by owner: what a shutdown hands back
+# (`app.jobs.liveness.hand_back_in_hand`).
+IN_HAND: dict[str, tuple[JobKind, lease.LeasedModel, int]] = {}
+IN_HAND_LOCK = threading.Lock()
+
+
 def run(ctx: JobContext, job: Job[R], row_id: int) -> Outcome:
     owner = new_owner()
     if job.kind == "score" and ctx.settings.fair_share:
@@ -80,6 +88,16 @@ def run(ctx: JobContext, job: Job[R], row_id: int) -> Outcome:
         row_id = claimed
     elif not lease.claim(ctx, job.model, row_id, owner, **job.claim_values()):
         return "skipped"
+    with IN_HAND_LOCK:
+        IN_HAND[owner] = (job.kind, job.model, row_id)
+    try:
+        return _run_claimed(ctx, job, row_id, owner)
+    finally:
+        with IN_HAND_LOCK:
+            IN_HAND.pop(owner, None)
+
+
+def _run_claimed(ctx: JobContext, job: Job[R], row_id: int, owner: str) -> Outcome:
     try:
         with lease.heartbeat(ctx, job.model, row_id, owner):
             result = job.work(ctx, row_id)
@@ -87,10 +105,46 @@ def run(ctx: JobContext, job: Job[R], row_id: int) -> Outcome:
         failed = lease.failed_values(job.model, reason_of(exc))
         return _finish(ctx, job, row_id, owner, lambda _session: failed, "failed")
     except Exception as exc:
+        if _no_space(exc):
+            return _wait_for_space(ctx, job, row_id, owner, exc)
         log.exception("%s job %s failed unexpectedly", job.kind, row_id)
         return _retry(ctx, job, row_id, owner, f"{type(exc).__name__}: {exc}")
     return _finish(ctx, job, row_id, owner,
                    lambda session: job.write(session, row_id, result), job.done_outcome)
+
+
+def _no_space(exc: BaseException) -> bool:
+    """ENOSPC/EDQUOT anywhere in the chain: the disk under the store is full."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if is_full(current):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _wait_for_space(ctx: JobContext, job: Job[Any], row_id: int, owner: str,
+                    exc: BaseException) -> Outcome:
+    """A full disk is the service's fault, not the submission's: back to the queue without
+    spending the attempt, to run again once there may be room (`/health` says degraded)."""
+    log.warning("%s job %s met a full disk (%s); waiting %.0f s, no attempt spent",
+                job.kind, row_id, exc, ctx.settings.no_space_retry_seconds)
+    try:
+        if not lease.hand_back(ctx, job.model, row_id, owner):
+            return "lease_lost"
+        ctx.enqueue_after(job.kind, row_id, ctx.settings.no_space_retry_seconds)
+    except Exception:
+        log.exception("putting back %s job %s failed; the queue check will", job.kind, row_id)
+    return "retry"
+
+
+def retry_delay(ctx: JobContext, attempts: int) -> float:
+    """Exponential backoff: LB_RETRY_BACKOFF_SECONDS after the first attempt, doubling."""
+    base = ctx.settings.retry_backoff_seconds
+    return float(min(ctx.settings.retry_backoff_max_seconds,
+                     base * 2 ** max(0, min(attempts - 1, 30))))
 
 
 def _finish(ctx: JobContext, job: Job[Any], row_id: int, owner: str,
@@ -108,13 +162,19 @@ def _finish(ctx: JobContext, job: Job[Any], row_id: int, owner: str,
     return outcome
 
 
+def _attempts(ctx: JobContext, job: Job[Any], row_id: int) -> int:
+    with ctx.factory() as session:
+        row = cast(lease.LeasedRow | None, session.get(job.model, row_id))
+        return int(row.attempts) if row is not None else 1
+
+
 def _retry(ctx: JobContext, job: Job[Any], row_id: int, owner: str, reason: str) -> Outcome:
-    """Put the job back and enqueue it now; if even that fails (the database is still down),
-    the lease expires and the reaper does it later."""
+    """Put the job back and enqueue it after a backoff (`retry_delay`); if even that fails (the
+    database is still down), the lease expires and the reaper does it later."""
     try:
         if not lease.put_back(ctx, job.model, row_id, owner, reason):
             return "failed"
-        ctx.enqueue(job.kind, row_id)
+        ctx.enqueue_after(job.kind, row_id, retry_delay(ctx, _attempts(ctx, job, row_id)))
     except lease.LeaseLost:
         return "lease_lost"
     except Exception:

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app import challenge
+from app.jobs.liveness import waiting_since
 from app.models import AuditLog, LadderDecision, Score, Submission, Team, Verification
 from evaluator.schema import SPLITS, TASKS, Country, Split, Task, parse_country
 
@@ -131,6 +132,8 @@ class SubmissionDetail:
     attempts: int = 0
     description: str | None = None
     output_warning: str | None = None
+    # Running with its worker's lease lapsed: "waiting for a worker since …".
+    waiting_since: str | None = None
 
 
 def submission_detail(session: Session, submission_id: int) -> SubmissionDetail | None:
@@ -162,7 +165,13 @@ def submission_detail(session: Session, submission_id: int) -> SubmissionDetail 
         scores=by_split, verified=submission.id in verified_ids(session, [submission.id]),
         attempts=int(submission.attempts or 0), description=submission.description,
         output_warning=submission.output_warning,
+        waiting_since=_waiting_since(submission),
     )
+
+
+def _waiting_since(submission: Submission) -> str | None:
+    since = waiting_since(str(submission.state), submission.lease_expires_at)
+    return since.strftime("%Y-%m-%d %H:%M:%S UTC") if since is not None else None
 
 
 def submissions_by_id(session: Session, ids: Sequence[int]) -> dict[int, Submission]:

@@ -15,7 +15,7 @@ from app import challenge
 from app.auth import team_for_token
 from app.deps import IdPath, SessionDep, parse_id
 from app.disclosure import full_precision, shown
-from app.errors import AppError, NotFound
+from app.errors import AppError, NotFound, database_unreachable
 from app.phases import ladder
 from app.phases import store as phases_store
 from app.phases.clock import SYSTEM_CLOCK
@@ -90,10 +90,33 @@ MEDIA_TYPES = {"json": "application/json", "csv": CSV_MEDIA_TYPE,
                "overall": "text/html; charset=utf-8", "country": "text/html; charset=utf-8"}
 
 
+# Sent with a board served from the cache while the database could not be reached.
+STALE_HEADER = "X-Leaderboard-Stale"
+STALE_NOTE = ('<p class="notice stale" role="status" id="stale-note">The database cannot be '
+              "reached just now: this is the last leaderboard this server built, and it may "
+              "be out of date.</p>")
+
+
+def _stale_copy(encoded: Encoded, kind: str) -> Encoded:
+    """The page with a visible note (JSON and CSV carry the header only)."""
+    if kind not in ("overall", "country"):
+        return encoded
+    body = encoded.body.decode()
+    marker = "<main>"
+    at = body.find(marker)
+    if at < 0:
+        return encoded
+    at += len(marker)
+    return Encoded.of(body[:at] + STALE_NOTE + body[at:])
+
+
 def _encoded_response(request: Request, encoded: Encoded, kind: str,
-                      country: Country | None) -> Response:
+                      country: Country | None, stale: bool = False) -> Response:
     headers = {"ETag": encoded.etag, "Vary": "Accept-Encoding",
                "Cache-Control": "no-cache"}
+    if stale:
+        headers[STALE_HEADER] = "database unreachable; possibly stale"
+        headers["Warning"] = '110 - "Response is Stale"'
     if kind == "csv":
         name = f"leaderboard-{(country or 'all').lower()}.csv"
         headers["Content-Disposition"] = f'attachment; filename="{name}"'
@@ -105,15 +128,27 @@ def _encoded_response(request: Request, encoded: Encoded, kind: str,
     return Response(encoded.body, media_type=MEDIA_TYPES[kind], headers=headers)
 
 
+def _lock_if_ended(session: Any, service: LeaderboardService) -> None:
+    """The first reader after the end locks the selections (and reveals, when at_end). With the
+    database unreachable the cached board is served as it is and the next reader locks."""
+    try:
+        ensure_locked(session, phases_store.load(session), service.now())
+    except Exception as exc:
+        if not database_unreachable(exc):
+            raise
+        session.rollback()
+
+
 def _build_encoded(request: Request, kind: str, country: Country | None,
-                   ranking: Ranking) -> Encoded:
+                   ranking: Ranking) -> tuple[Encoded, bool]:
     service = get_service(request)
     session = request.app.state.session_factory()
     try:
         audience = _audience(request, session) if _may_be_organiser(request) else "public"
-        # The first reader after the end locks the selections (and reveals, when at_end).
-        ensure_locked(session, phases_store.load(session), service.now())
-        return service.rendered(session, kind, country, ranking, RENDERERS[kind], audience)
+        _lock_if_ended(session, service)
+        encoded = service.rendered(session, kind, country, ranking, RENDERERS[kind], audience)
+        stale = service.served_stale()
+        return (_stale_copy(encoded, kind) if stale else encoded), stale
     finally:
         session.rollback()
         session.close()
@@ -128,12 +163,13 @@ async def _board_response(request: Request, kind: str, country: Country | None,
     """Served straight from memory while the cache is fresh (no DB, no thread hop); otherwise
     the version check, and a rebuild when something changed, run in a worker thread."""
     service = get_service(request)
-    encoded: Encoded | None = None
+    cached: Encoded | None = None
     if not _may_be_organiser(request):
-        encoded = service.fresh(service.render_key(kind, country, ranking))
-    if encoded is None:
-        encoded = await run_in_threadpool(_build_encoded, request, kind, country, ranking)
-    return _encoded_response(request, encoded, kind, country)
+        cached = service.fresh(service.render_key(kind, country, ranking))
+    if cached is not None:
+        return _encoded_response(request, cached, kind, country)
+    encoded, stale = await run_in_threadpool(_build_encoded, request, kind, country, ranking)
+    return _encoded_response(request, encoded, kind, country, stale)
 
 
 @api_router.get(

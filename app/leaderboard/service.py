@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from app import challenge
 from app.config import Settings
+from app.errors import database_unreachable
 from app.models import Submission
 from app.phases import ladder
 from app.phases import store as phases_store
@@ -79,6 +80,9 @@ class LeaderboardService:
         self._checked_at = float("-inf")
         self._outputs: dict[tuple[Any, ...], Any] = {}
         self._stale: dict[tuple[Any, ...], Any] = {}
+        # Per thread: whether the last `_cached` call served a copy without reaching the
+        # database (the router marks that response as possibly stale).
+        self._served_stale = threading.local()
         # Each open test set with the signature of its meta file: a set prepared again (new
         # meta, new memory maps) is noticed; a missing one is not remembered.
         self._prepared: dict[Country, tuple[tuple[int, int, int], PreparedData]] = {}
@@ -157,7 +161,20 @@ class LeaderboardService:
         One build at a time: while one request rebuilds after a change, the others get the
         previous value at once (stale while revalidating) rather than waiting or rebuilding.
         """
-        token = self._check(session)
+        self._served_stale.value = False
+        try:
+            token = self._check(session)
+        except Exception as exc:
+            if not database_unreachable(exc):
+                raise
+            with self._lock:
+                copy = self._outputs.get(key, self._stale.get(key))
+            if copy is None:
+                raise  # nothing to serve: the 503 of app.errors
+            log.warning("the leaderboard's change check cannot reach the database (%s): "
+                        "serving the cached copy", type(exc).__name__)
+            self._served_stale.value = True
+            return copy  # type: ignore[no-any-return]
         with self._lock:
             if key in self._outputs:
                 return self._outputs[key]  # type: ignore[no-any-return]
@@ -179,6 +196,10 @@ class LeaderboardService:
         finally:
             self._build_lock.release()
         return value
+
+    def served_stale(self) -> bool:
+        """Whether this thread's last board came from the cache with the database unreachable."""
+        return bool(getattr(self._served_stale, "value", False))
 
     def board(self, session: Session, country: Country | None, ranking: Ranking,
               audience: Audience = "public") -> Board:

@@ -38,6 +38,9 @@ class SubmissionOut(BaseModel):
     outputs: str | None
     file_format: str | None
     attempts: int
+    waiting_since: datetime | None = Field(
+        None, description="set while `running` with its worker's lease lapsed (the worker "
+                          "died or stopped): waiting for a worker since then")
     hidden: bool
     disqualified: bool
     created_at: datetime

@@ -18,6 +18,7 @@ from app import audit, challenge
 from app.config import Settings
 from app.disclosure import full_precision, shown
 from app.errors import Conflict, Invalid, NotFound
+from app.jobs.liveness import waiting_since
 from app.models import Score, Submission, Team, Verification
 from app.phases import ladder, limits, store
 from app.phases.schedule import Schedule
@@ -279,7 +280,8 @@ def describe(session: Session, team: Team, submissions: Sequence[Submission],
             state=s.state,  # type: ignore[arg-type]
             reason=s.reason, has_file=s.file_sha256 is not None,
             has_checkpoint=s.checkpoint_sha256 is not None, outputs=s.outputs,
-            file_format=s.file_format, attempts=s.attempts, hidden=s.hidden,
+            file_format=s.file_format, attempts=s.attempts,
+            waiting_since=waiting_since(s.state, s.lease_expires_at), hidden=s.hidden,
             disqualified=s.disqualified, created_at=s.created_at, started_at=s.started_at,
             finished_at=s.finished_at, scorer_version=version, scores=table,
             selection=marks.get(s.id),  # type: ignore[arg-type]

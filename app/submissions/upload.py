@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 
 from app.errors import AppError, TooLarge
-from app.storage import is_full
+from app.storage import disown, is_full, own
 
 TEXT_FIELDS = ("country", "method", "outputs", "description")
 FILE_FIELDS = ("file", "checkpoint")
@@ -64,6 +64,7 @@ class Upload:
     def cleanup(self) -> None:
         for item in self.files.values():
             item.path.unlink(missing_ok=True)
+            disown(item.path)
 
 
 class _Receiver:
@@ -140,6 +141,7 @@ class _Receiver:
             fd, tmp = tempfile.mkstemp(dir=self.tmp_dir, prefix=f"upload-{name}-")
             self._path = Path(tmp)
             self._open.append(self._path)
+            own(self._path)  # the periodic sweep leaves it alone while this upload lives
             self._file = os.fdopen(fd, "wb")
             self._hash = hashlib.sha256()
             self._size = 0
@@ -178,6 +180,7 @@ class _Receiver:
                 self._file.close()
         for path in self._open:
             path.unlink(missing_ok=True)
+            disown(path)
 
 
 def _boundary(request: Request) -> bytes:

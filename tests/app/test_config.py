@@ -50,5 +50,5 @@ def test_production_accepts_a_strong_key_and_a_server_database() -> None:
     assert settings.env == "production"
 
 
-def test_heartbeat_defaults_to_a_third_of_the_lease() -> None:
-    assert Settings(lease_seconds=90).heartbeat_period == 30
+def test_heartbeat_defaults_to_a_quarter_of_the_lease() -> None:
+    assert Settings(lease_seconds=80).heartbeat_period == 20

@@ -1,6 +1,6 @@
 """challenge schedule, final selection, ladder decisions, the frozen final board, withdrawal
 
-Revision ID: 0004_phases
+Revision ID: 0004
 Revises: 0003
 Create Date: 2026-12-02 15:20:00
 """
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 
-revision: str = '0004_phases'
+revision: str = '0004'
 down_revision: str | None = '0003'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

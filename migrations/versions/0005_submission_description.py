@@ -1,7 +1,7 @@
 """a submission's description and the warning about its checkpoint's output order
 
-Revision ID: 0004_browser
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-12-02 15:30:00
 """
 from collections.abc import Sequence
@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from alembic import op
 
 
-revision: str = '0004_browser'
-down_revision: str | None = '0004_phases'
+revision: str = '0005'
+down_revision: str | None = '0004'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
