@@ -17,7 +17,9 @@ _READ_CHUNK = 1 << 20
 _MAX_CODE_BYTES = 64 << 20
 
 # TorchScript calls that read or write files or reach other processes, as they appear in the
-# archive's serialized code. Defence in depth only: the sandbox blocks them regardless.
+# archive's serialized code. A courtesy (the plain case gets its file and line at upload), not a
+# defence: text is easily written past it (`torch.\` and a newline). The operator allow-list on
+# the loaded graph (allowlist.py) and the sandbox are what stop such calls.
 _FORBIDDEN_CODE = re.compile(
     r"\b(?:torch|aten)\s*\.\s*(?P<op>save|from_file)\b"
     r"|\b(?P<other>load_tensor|rpc_sync|rpc_async|rpc_remote|c10d|_c10d_functional)\b"
