@@ -19,15 +19,17 @@ file `row_id,ctr,cvr` of the same probabilities:
 Then times, each in a fresh subprocess (so that its peak RSS is its own), best of --repeat:
 
 (a) the engine: `parse_prediction_file` (parse, every check, alignment by row_id) and
-    `score_predictions` (AUC with DeLong interval and log-loss for the three tasks on each
-    split), all that `leaderboard score` computes; its parse alone is shown too;
+    `auc_with_ci` (AUC with its DeLong interval) for CTR, CVR (clicked rows) and CTCVR; its
+    parse alone is shown too, and, apart, the time `score_predictions` then takes for the
+    whole report of `leaderboard score` (three splits × three tasks, intervals, log-loss);
 (b) pandas + sklearn: `pandas.read_csv` (or `read_parquet`), a sort by row_id and three
     `sklearn.metrics.roc_auc_score` (CTR, CVR on clicked rows, CTCVR), no checks at all;
 (c) the physical floor: reading the file's bytes (as stored: compressed for gzip) into memory
     and one `np.sort` of each class's CTR scores.
 
-Prints a markdown table: seconds, (b)/(a), (a)/(c) and the engine's peak RSS. The AUCs of (a)
-and (b) must agree to 1e-12 or the run fails.
+Prints a markdown table: seconds, (b)/(a), (a)/(c), the CPU seconds (user + system, all
+threads) of (a) and (b), and the engine's peak RSS. The AUCs of (a) and (b) must agree to
+1e-12 or the run fails.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import gzip
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import time
@@ -179,6 +182,11 @@ def make_file(shape: str, values_path: Path) -> Path:
 # -------------------------------------------------------------------------------- children
 
 
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def child_engine(folder: Path, file: Path) -> dict[str, object]:
     # Imported before the clock starts, as pandas and sklearn are for (b): a server has them.
     import pyarrow.compute
@@ -186,20 +194,32 @@ def child_engine(folder: Path, file: Path) -> dict[str, object]:
     import pyarrow.parquet  # noqa: F401
 
     from evaluator.data.prepared import PreparedData
+    from evaluator.metrics import auc_with_ci
     from evaluator.predictions import parse_prediction_file
     from evaluator.scoring import score_predictions
 
+    cpu = _cpu_s()
     start = time.perf_counter()
     data = PreparedData.open(folder)
     predictions = parse_prediction_file(file, data.n_rows)
     parsed = time.perf_counter()
-    report = score_predictions(data, predictions)
+    click = np.asarray(data.click, dtype=bool)
+    conversion = np.asarray(data.conversion, dtype=bool)
+    aucs = {
+        "ctr": auc_with_ci(click, predictions.ctr).auc,
+        "cvr": auc_with_ci(conversion[click], predictions.cvr[click]).auc,
+        "ctcvr": auc_with_ci(conversion, predictions.ctcvr).auc,
+    }
     done = time.perf_counter()
-    full = report.scores["full"]
+    cpu = _cpu_s() - cpu
+    report = score_predictions(data, predictions)
+    scored = time.perf_counter()
     return {
         "seconds": done - start,
         "parse_s": parsed - start,
-        "aucs": {task: full[task].auc for task in ("ctr", "cvr", "ctcvr")},
+        "cpu_s": cpu,
+        "score_predictions_s": scored - done,
+        "aucs": aucs,
         "report": report.to_json(),
         "peak_rss_mib": _peak_rss_mib(),
     }
@@ -211,6 +231,7 @@ def child_naive(folder: Path, file: Path) -> dict[str, object]:
 
     click = np.load(folder / "click.npy").astype(bool)
     conversion = np.load(folder / "conversion.npy").astype(bool)
+    cpu = _cpu_s()
     start = time.perf_counter()
     frame = pd.read_parquet(file) if file.suffix == ".parquet" else pd.read_csv(file)
     frame = frame.sort_values("row_id")
@@ -220,7 +241,7 @@ def child_naive(folder: Path, file: Path) -> dict[str, object]:
         "cvr": float(roc_auc_score(conversion[click], cvr[click])),
         "ctcvr": float(roc_auc_score(conversion, ctr * cvr)),
     }
-    return {"seconds": time.perf_counter() - start, "aucs": aucs,
+    return {"seconds": time.perf_counter() - start, "cpu_s": _cpu_s() - cpu, "aucs": aucs,
             "peak_rss_mib": _peak_rss_mib()}
 
 
@@ -315,14 +336,16 @@ def main() -> None:
           "agree to 1e-12")
     print()
     print("| shape | file MiB | engine s (parse s) | pandas + sklearn s | ratio | physical s | "
-          "engine / physical | engine peak RSS MiB |")
-    print("|---|---|---|---|---|---|---|---|")
+          "engine / physical | CPU s engine / pandas | full report after parse s | "
+          "engine peak RSS MiB |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for shape in shapes:
         e, n, p = (results[shape][k] for k in ("engine", "naive", "physical"))
         mib = files[shape].stat().st_size / 2**20
         print(f"| {shape} | {mib:.0f} | {e['seconds']:.3f} ({e['parse_s']:.3f}) | "
               f"{n['seconds']:.2f} | {n['seconds'] / e['seconds']:.1f}× | {p['seconds']:.3f} | "
-              f"{e['seconds'] / p['seconds']:.1f}× | {e['peak_rss_mib']:.0f} |")
+              f"{e['seconds'] / p['seconds']:.1f}× | {e['cpu_s']:.2f} / {n['cpu_s']:.2f} | "
+              f"{e['score_predictions_s']:.3f} | {e['peak_rss_mib']:.0f} |")
     (OUT / "result.json").write_text(json.dumps({"rows": args.rows, "runs": raw}, indent=2))
 
 

@@ -445,8 +445,8 @@ def _fast_csv(
                 ),
             )
             values = _scatter_batches(batches, names, n_rows)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            values = None
+        except pa.ArrowException:
+            values = None  # anything Arrow cannot read: the general reader says why
         lines = plain.result()
     if values is None or lines is None:
         return None
@@ -471,7 +471,7 @@ def _scatter_batches(batches: Iterable[Any], names: tuple[str, ...], n_rows: int
             return None
         if batch.num_rows == 0:
             continue
-        ids = _as_int64(batch.column(0).to_numpy())
+        ids = _as_int64(_numbers(batch.column(0)))
         if ids is None or int(ids.view(np.uint64).max()) >= n_rows:
             return None
         # Rows in row_id order (the usual file) are copied as slices, not scattered.
@@ -480,8 +480,8 @@ def _scatter_batches(batches: Iterable[Any], names: tuple[str, ...], n_rows: int
         if last - first == ids.size - 1 and (ids.size == 1 or bool((ids[1:] > ids[:-1]).all())):
             where = slice(first, last + 1)
         for j, name in enumerate(names[1:], start=1):
-            column = np.asarray(batch.column(j).to_numpy())
-            if column.dtype.kind != "f":
+            column = _numbers(batch.column(j))
+            if column is None or column.dtype.kind != "f":
                 return None
             # float16 and float32 widen exactly.
             column = column.astype(np.float64, copy=False)
@@ -504,9 +504,25 @@ def _parquet_fast(table: Any, names: tuple[str, ...], n_rows: int) -> dict[str, 
     return _scatter_batches(table.select(list(order)).to_batches(), order, n_rows)
 
 
-def _as_int64(ids: npt.NDArray[Any]) -> IntArray | None:
+def _numbers(array: Any) -> npt.NDArray[Any] | None:
+    """A numeric Arrow array without nulls as a numpy view of its values buffer; else None.
+    (Arrow's own `to_numpy` imports pandas on first use, a third of a second.)"""
+    import pyarrow as pa
+
+    kind = array.type
+    if array.null_count or not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
+        return None
+    letter = "f" if pa.types.is_floating(kind) else "i" if pa.types.is_signed_integer(kind) else "u"
+    dtype = np.dtype(f"<{letter}{kind.bit_width // 8}")
+    return np.frombuffer(array.buffers()[1], dtype=dtype, count=len(array),
+                         offset=array.offset * dtype.itemsize)
+
+
+def _as_int64(ids: npt.NDArray[Any] | None) -> IntArray | None:
     """Integer ids as int64, or None when they cannot all be row ids (not integers, or
     unsigned ones past int64, which no test set reaches)."""
+    if ids is None:
+        return None
     if ids.dtype.kind == "u":
         if ids.size and int(ids.max()) > np.iinfo(np.int64).max:
             return None
