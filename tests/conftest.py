@@ -266,3 +266,14 @@ def make_predictions(prepared: Any) -> Callable[..., tuple[bytes, dict[str, np.n
         return prediction_csv(prepared.n_rows, seed, columns)
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def _checkpoint_start_default() -> Iterator[None]:
+    """A job context sets this process's default checkpoint start (zygote or fresh); no test
+    leaves it changed for the next."""
+    from evaluator.checkpoint import zygote
+
+    before = zygote.by_default()
+    yield
+    zygote.use_by_default(before)

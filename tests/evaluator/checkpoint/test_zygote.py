@@ -67,7 +67,7 @@ def _children(pid: int) -> list[int]:
 def test_a_job_through_the_zygote_gives_exactly_the_fresh_childs_predictions(
     honest_archive: Path, prepared: Path
 ) -> None:
-    fresh = run_checkpoint(honest_archive, prepared, "ctr,cvr", batch_size=128)
+    fresh = run_checkpoint(honest_archive, prepared, "ctr,cvr", batch_size=128, zygote=False)
     forked = run_checkpoint(honest_archive, prepared, "ctr,cvr", batch_size=128, zygote=True)
     assert (fresh.started, forked.started) == ("fresh process", "zygote")
     for task in ("ctr", "cvr", "ctcvr"):
