@@ -234,6 +234,10 @@ def _rows(view: MeView, csrf: str) -> str:
     return render("_me_rows.html", view=view, task_names=TASK_NAMES, csrf=csrf)
 
 
+def _phases(view: MeView) -> str:
+    return render("_me_phases.html", view=view)
+
+
 NOTICES = {
     "selected": "Submission {sid} now counts for the final ranking.",
     "unselected": "Submission {sid} no longer counts for the final ranking.",
@@ -247,6 +251,7 @@ def _me_html(request: Request, session: Session, who: SignedIn, moment: Moment, 
     session.commit()
     csrf = csrf_token(secret_of(request), who.cookie)
     return render("me.html", view=view, rows=Markup(_rows(view, csrf)), csrf=csrf,
+                  phases_html=Markup(_phases(view)),
                   checkpoint_note=CHECKPOINT_NOTE, nav="me", notice=notice, error=error)
 
 
@@ -280,7 +285,7 @@ def me_submissions(request: Request, session: SessionDep, moment: ChallengeNow) 
             "quota": {"limit": view.quota.limit, "used": view.quota.used,
                       "left": view.quota_left, "resets_at": view.quota.resets_at.isoformat()},
             "phase": view.phases.as_json(), "selection": view.selection.as_json(),
-            "methods": view.methods, "rows": _rows(view, csrf)}
+            "methods": view.methods, "rows": _rows(view, csrf), "phases_html": _phases(view)}
     return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
 

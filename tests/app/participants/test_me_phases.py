@@ -207,6 +207,7 @@ def test_select_unselect_and_withdraw_through_the_page_forms(
     assert {s["id"]: s["selection"] for s in rows["submissions"]} == {
         first.id: "manual", second.id: None}
     assert rows["selection"]["countries"]["NL"]["selected"] == [first.id]
+    assert "NL</strong>: 1 of 1 selected" in rows["phases_html"]  # the poll keeps it live
 
     # Past the limit: the API's 409, its own words on the page.
     refused = tab.post(f"/me/submissions/{second.id}/select", data={"csrf": csrf})
