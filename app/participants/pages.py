@@ -224,7 +224,9 @@ def me_view(request: Request, session: Session, team: Team, moment: Moment) -> M
         resets_in=box.resets_in,
         submissions=views, methods=methods,
         history=_history(session, subs, challenge.board_split(revealed)), revealed=revealed,
-        deadline=f"{box.end} (in {box.end_in})" if box.end_in else box.end,
+        deadline=(f"{box.end}: in {box.end_in}" if box.end_in else
+                  f"the challenge ended at {box.end}; entries now are post-challenge"
+                  if box.ended else None),
         phases=box,
         selection=selection_box(session, team.id, moment, [v["country"] for v in views]),
         pending=any(v["state"] in ("queued", "running") for v in views))

@@ -151,7 +151,8 @@
       rows.innerHTML = body.rows;
       // The phase box and the selection counts, also the server's own (escaped) rendering.
       if (phases && typeof body.phases_html === "string") { phases.innerHTML = body.phases_html; }
-      if (body.quota.left === null) { quotaLeft.textContent = "no limit (organisers and baselines)"; }
+      if (body.phase && !body.phase.open) { quotaLeft.textContent = "none: no phase takes uploads now"; }
+      else if (body.quota.left === null) { quotaLeft.textContent = "no limit (organisers and baselines)"; }
       else { quotaLeft.textContent = body.quota.left + " of " + body.quota.limit; }
       clear(datalist);
       body.methods.forEach(function (m) { var o = document.createElement("option"); o.value = m; datalist.appendChild(o); });
