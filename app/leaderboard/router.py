@@ -20,7 +20,7 @@ from app.phases import ladder
 from app.phases import store as phases_store
 from app.phases.clock import SYSTEM_CLOCK
 from app.phases.selection import ensure_locked
-from app.web.session import is_organiser_request, signed_in
+from app.web.session import csrf_token, is_organiser_request, secret_of, signed_in
 from evaluator.schema import COUNTRIES, Country, Split, parse_country
 
 from . import repository
@@ -359,8 +359,13 @@ def submission_page(submission_id: str, request: Request, session: SessionDep,
             "they are not available for this submission.")
     aucs = {task: (r.auc, r.ci_low, r.ci_high)
             for task, r in scores.get(split, {}).items()}
+    # The owning team, signed in, withdraws with its session (and the form's CSRF token)
+    # instead of typing its token.
+    who = signed_in(request, session)
+    owner_csrf = csrf_token(secret_of(request), who.cookie) \
+        if who is not None and who.team.id == detail.team_id else None
     html = render("submission.html", sub={**detail.__dict__, "scores": scores},
                   roc_plots=roc_plots(curves, aucs) if curves else [], roc_split=split,
                   roc_note=note, nav=detail.country, task_labels=TASK_LABELS,
-                  feedback=feedback)
+                  feedback=feedback, owner_csrf=owner_csrf)
     return _page(html)

@@ -5,12 +5,17 @@ A team signs in with its API token: the token is exchanged for a session cookie 
 team's own submissions newest first, with the scores the API would show them (public split only
 before the reveal), rounded to 4 decimals; the page polls `/me/submissions.json` so states change
 without a reload. The upload form posts to `/me/submissions` (app.submissions.pages).
+
+With a challenge file, /me also shows the phase open now, what is left of its limits and the
+time to the end, and each row's final-selection toggle and withdraw button. Those are small
+forms (`POST /me/submissions/{id}/select`, `/unselect`, `/withdraw`) carrying the session's CSRF
+token; they call the same service functions as the API's PUT/DELETE `.../selection` and
+`.../withdraw`, so its 409 refusals are the page's messages, word for word.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -21,9 +26,12 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from app import challenge
-from app.deps import SessionDep
+from app.deps import IdPath, SessionDep
+from app.errors import AppError
 from app.leaderboard.service import HistoryPoint, score_history_plots
 from app.models import Submission, Team
+from app.phases import ladder, limits, selection
+from app.phases.deps import ChallengeNow, Moment
 from app.submissions import service as submissions
 from app.submissions.schemas import QuotaOut, SubmissionOut
 from app.web.forms import small_form
@@ -40,6 +48,8 @@ from app.web.session import (
     signed_in,
 )
 from evaluator.schema import TASKS
+
+from .phase_view import PhaseBox, SelectionBox, phase_box, selection_box
 
 router = APIRouter(include_in_schema=False)
 
@@ -130,8 +140,8 @@ async def logout(request: Request, session: SessionDep) -> Response:
 
 @dataclass
 class MeView:
-    """Everything /me shows. `phases` and `selection` stay None until the challenge-phase
-    service exists; the template has their place ready (block `phases`)."""
+    """Everything /me shows: the team's submissions, its quota, the phase box and the final
+    selection (block `phases` of the template)."""
 
     team: Team
     quota: QuotaOut
@@ -142,20 +152,14 @@ class MeView:
     history: dict[str, Markup]
     revealed: bool
     deadline: str | None = None
-    phases: Any = None
-    selection: Any = None
+    phases: PhaseBox | None = None
+    selection: SelectionBox | None = None
     pending: bool = False
     warnings: list[str] = field(default_factory=list)
 
 
 def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, DECIMALS)
-
-
-def _duration(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours} h {rest // 60:02d} min"
 
 
 def submission_view(sub: SubmissionOut) -> dict[str, Any]:
@@ -176,6 +180,9 @@ def submission_view(sub: SubmissionOut) -> dict[str, Any]:
             "problems": problems, "warning": sub.output_warning,
             "description": sub.description, "hidden": sub.hidden,
             "disqualified": sub.disqualified,
+            "selection": sub.selection, "withdrawn": sub.withdrawn,
+            "post_challenge": sub.post_challenge, "feedback": sub.feedback,
+            "feedback_p_value": sub.feedback_p_value,
             "submitted_at": sub.created_at.strftime("%Y-%m-%d %H:%M UTC"), "scores": scores}
 
 
@@ -195,51 +202,167 @@ def _history(session: Session, subs: list[SubmissionOut],
     return {m: Markup(svg) for m, svg in score_history_plots(by_method).items()}
 
 
-def me_view(request: Request, session: Session, team: Team) -> MeView:
+def me_view(request: Request, session: Session, team: Team, moment: Moment) -> MeView:
     settings = request.app.state.settings
-    subs = submissions.list_own(session, team, PAGE_SUBMISSIONS, 0)
-    quota = submissions.quota(session, settings, team)
+    if moment.schedule.ladder_active(moment.now):
+        # As the API's list does: a new score's ladder decision is taken before it is shown.
+        ladder.ensure_decisions(session, settings, moment.schedule)
+    subs = submissions.list_own(session, team, PAGE_SUBMISSIONS, 0, moment.now)
+    left = limits.quota_left(session, settings, moment.schedule, team, moment.now)
+    quota = QuotaOut(limit=left.daily_limit, used=left.daily_used,
+                     resets_at=left.daily_resets_at, phase=left.phase,
+                     total_limit=left.total_limit, total_used=left.total_used,
+                     total_resets_at=left.total_resets_at)
     revealed = challenge.is_revealed(session)
     methods = sorted(set(session.execute(
         select(Submission.method).where(Submission.team_id == team.id)).scalars()))
     views = [submission_view(s) for s in subs]
-    left = None if quota.limit is None else max(0, quota.limit - quota.used)
+    box = phase_box(moment, left)
     return MeView(
-        team=team, quota=quota, quota_left=left,
-        resets_in=_duration((quota.resets_at - datetime.now(UTC)).total_seconds()),
+        team=team, quota=quota,
+        quota_left=None if quota.limit is None else max(0, quota.limit - quota.used),
+        resets_in=box.resets_in,
         submissions=views, methods=methods,
         history=_history(session, subs, challenge.board_split(revealed)), revealed=revealed,
+        deadline=(f"{box.end}: in {box.end_in}" if box.end_in else
+                  f"the challenge ended at {box.end}; entries now are post-challenge"
+                  if box.ended else None),
+        phases=box,
+        selection=selection_box(session, team.id, moment, [v["country"] for v in views]),
         pending=any(v["state"] in ("queued", "running") for v in views))
 
 
-def _rows(view: MeView) -> str:
-    return render("_me_rows.html", view=view, task_names=TASK_NAMES)
+def _rows(view: MeView, csrf: str) -> str:
+    return render("_me_rows.html", view=view, task_names=TASK_NAMES, csrf=csrf)
+
+
+def _phases(view: MeView) -> str:
+    return render("_me_phases.html", view=view)
+
+
+NOTICES = {
+    "selected": "Submission {sid} now counts for the final ranking.",
+    "unselected": "Submission {sid} no longer counts for the final ranking.",
+    "withdrawn": "Submission {sid} is withdrawn from the boards (the organisers still see it).",
+}
+
+
+def _me_html(request: Request, session: Session, who: SignedIn, moment: Moment, *,
+             notice: str | None = None, error: str | None = None) -> str:
+    view = me_view(request, session, who.team, moment)
+    session.commit()
+    csrf = csrf_token(secret_of(request), who.cookie)
+    return render("me.html", view=view, rows=Markup(_rows(view, csrf)), csrf=csrf,
+                  phases_html=Markup(_phases(view)),
+                  checkpoint_note=CHECKPOINT_NOTE, nav="me", notice=notice, error=error)
 
 
 @router.get("/me", response_class=HTMLResponse)
-def me_page(request: Request, session: SessionDep) -> Response:
+def me_page(request: Request, session: SessionDep, moment: ChallengeNow) -> Response:
     who = signed_in(request, session)
     if who is None:
         return _to_login("signin")
-    view = me_view(request, session, who.team)
-    session.commit()
-    return _page(render("me.html", view=view, rows=Markup(_rows(view)),
-                        csrf=csrf_token(secret_of(request), who.cookie),
-                        checkpoint_note=CHECKPOINT_NOTE, nav="me"))
+    params = request.query_params
+    sid = params.get("sid", "")
+    notice = NOTICES.get(params.get("msg", ""))
+    return _page(_me_html(request, session, who, moment,
+                          notice=notice.format(sid=sid) if notice and sid.isdigit() else None,
+                          error=ERRORS.get(params.get("err", ""))))
 
 
 @router.get("/me/submissions.json")
-def me_submissions(request: Request, session: SessionDep) -> Response:
+def me_submissions(request: Request, session: SessionDep, moment: ChallengeNow) -> Response:
     """What the page polls: the team's submissions (states, attempts, problems, rounded
-    scores), the rows' HTML rendered by the page's own template, and the quota."""
+    scores, selection marks, withdrawals, ladder feedback), the rows' HTML rendered by the
+    page's own template, the quota, the phase box and the selection per country."""
     who: SignedIn | None = signed_in(request, session)
     if who is None:
         return JSONResponse({"error": "unauthorized", "detail": "sign in at /login"},
                             status_code=401, headers={"Cache-Control": "no-store"})
-    view = me_view(request, session, who.team)
+    view = me_view(request, session, who.team, moment)
     session.commit()
+    csrf = csrf_token(secret_of(request), who.cookie)
+    assert view.phases is not None and view.selection is not None
     body = {"team": who.team.name, "pending": view.pending, "submissions": view.submissions,
             "quota": {"limit": view.quota.limit, "used": view.quota.used,
                       "left": view.quota_left, "resets_at": view.quota.resets_at.isoformat()},
-            "methods": view.methods, "rows": _rows(view)}
+            "phase": view.phases.as_json(), "selection": view.selection.as_json(),
+            "methods": view.methods, "rows": _rows(view, csrf), "phases_html": _phases(view)}
     return JSONResponse(body, headers={"Cache-Control": "no-store"})
+
+
+# ------------------------------------------------------- final selection and withdraw forms
+
+
+def _invalidate_board(request: Request) -> None:
+    board = getattr(request.app.state, "leaderboard", None)
+    if board is not None:
+        board.invalidate()
+
+
+def _refusal(exc: AppError) -> str:
+    detail = exc.detail
+    if isinstance(detail, dict) and isinstance(detail.get("message"), str):
+        return str(detail["message"])
+    return str(detail)
+
+
+async def _team_action(request: Request, session: Session, moment: Moment,
+                       submission_id: int, action: str) -> Response:
+    """One final-selection or withdraw form: the same site, a signed-in team, the session's
+    CSRF token, then the API's own service call. A refusal is shown on /me as the API words
+    it, with the API's status."""
+    if not same_origin(request):
+        return RedirectResponse("/me?err=site", status_code=303)
+    who = await run_in_threadpool(signed_in, request, session)
+    if who is None:
+        await run_in_threadpool(session.commit)
+        return _to_login("signin")
+    form = await small_form(request)
+    if form is None or not check_csrf(secret_of(request), who.cookie,
+                                      str(form.get("csrf", ""))):
+        await run_in_threadpool(session.commit)
+        return RedirectResponse("/me?err=csrf", status_code=303)
+    team = who.team
+
+    def act() -> None:
+        if action == "select":
+            selection.select_submission(session, team, submission_id, moment.schedule,
+                                        moment.now)
+        elif action == "unselect":
+            selection.unselect_submission(session, team, submission_id, moment.schedule,
+                                          moment.now)
+        else:
+            selection.withdraw_submission(session, team, submission_id)
+        session.commit()
+
+    try:
+        await run_in_threadpool(act)
+    except AppError as exc:
+        await run_in_threadpool(session.rollback)
+        message, status = _refusal(exc), exc.status
+        html = await run_in_threadpool(lambda: _me_html(request, session, who, moment,
+                                                        error=message))
+        return _page(html, status)
+    _invalidate_board(request)
+    done = {"select": "selected", "unselect": "unselected", "withdraw": "withdrawn"}[action]
+    return RedirectResponse(f"/me?msg={done}&sid={submission_id}#sub-{submission_id}",
+                            status_code=303)
+
+
+@router.post("/me/submissions/{submission_id}/select")
+async def select_form(submission_id: IdPath, request: Request, session: SessionDep,
+                      moment: ChallengeNow) -> Response:
+    return await _team_action(request, session, moment, submission_id, "select")
+
+
+@router.post("/me/submissions/{submission_id}/unselect")
+async def unselect_form(submission_id: IdPath, request: Request, session: SessionDep,
+                        moment: ChallengeNow) -> Response:
+    return await _team_action(request, session, moment, submission_id, "unselect")
+
+
+@router.post("/me/submissions/{submission_id}/withdraw")
+async def withdraw_form(submission_id: IdPath, request: Request, session: SessionDep,
+                        moment: ChallengeNow) -> Response:
+    return await _team_action(request, session, moment, submission_id, "withdraw")

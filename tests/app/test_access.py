@@ -41,6 +41,9 @@ ACCESS: dict[tuple[str, str], str] = {
     ("GET", "/me"): TEAM_PAGE,
     ("GET", "/me/submissions.json"): TEAM_PAGE,
     ("POST", "/me/submissions"): TEAM_PAGE,
+    ("POST", "/me/submissions/{submission_id}/select"): TEAM_PAGE,
+    ("POST", "/me/submissions/{submission_id}/unselect"): TEAM_PAGE,
+    ("POST", "/me/submissions/{submission_id}/withdraw"): TEAM_PAGE,
     ("GET", "/api/v1/leaderboard"): PUBLIC,
     ("GET", "/api/v1/leaderboard/{country}"): PUBLIC,
     ("GET", "/api/v1/results/{submission_id}"): PUBLIC,
@@ -193,6 +196,10 @@ def test_other_teams_submission_is_not_found_on_every_route_taking_its_id(world:
         assert "a-secret-method" not in body or kind == PUBLIC, (method, template)
         if kind == ORGANISER:
             assert response.status_code == 403, (method, template, body)
+        elif kind == TEAM_PAGE:
+            # A bearer token opens no team page: it is sent to sign in (the signed-in forms'
+            # own tests are in tests/app/participants).
+            assert response.url.path == "/login", (method, template, body)
         elif kind == TEAM:
             assert response.status_code == 404, (method, template, body)
             # Word for word the answer about an id that does not exist: ids reveal nothing.

@@ -342,6 +342,15 @@ def test_a_participant_signs_in_uploads_and_follows_submissions_live(
     assert "ctr,ctcvr" in text
 
     assert low_contrast(browser) == []
+
+    # The final-selection toggle: a plain form with the session's CSRF token.
+    browser.find_element(By.ID, f"select-{sid}").click()
+    mark = wait_for(browser, lambda b: b.find_element(By.ID, f"mark-{sid}"), 60)
+    assert mark.text == "selected (manual)"
+    assert "now counts for the final ranking" in browser.find_element(By.ID, "me-notice").text
+    assert browser.find_element(By.ID, f"unselect-{sid}")
+    assert low_contrast(browser) == []
+
     # Screenshots of /me.
     screenshot(browser, "me", 1400)
     screenshot(browser, "me", 400)

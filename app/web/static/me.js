@@ -16,6 +16,7 @@
   var live = document.getElementById("live-status");
   var quotaLeft = document.getElementById("quota-left");
   var datalist = document.getElementById("method-names");
+  var phases = document.getElementById("me-phases");
   var timer = null;
 
   function mb(n) { return (n / 1048576).toFixed(n < 10485760 ? 2 : 1) + " MB"; }
@@ -148,7 +149,10 @@
       var body = JSON.parse(xhr.responseText);
       // The rows are the server's own rendering of them (escaped by its templates).
       rows.innerHTML = body.rows;
-      if (body.quota.left === null) { quotaLeft.textContent = "no limit (organisers and baselines)"; }
+      // The phase box and the selection counts, also the server's own (escaped) rendering.
+      if (phases && typeof body.phases_html === "string") { phases.innerHTML = body.phases_html; }
+      if (body.phase && !body.phase.open) { quotaLeft.textContent = "none: no phase takes uploads now"; }
+      else if (body.quota.left === null) { quotaLeft.textContent = "no limit (organisers and baselines)"; }
       else { quotaLeft.textContent = body.quota.left + " of " + body.quota.limit; }
       clear(datalist);
       body.methods.forEach(function (m) { var o = document.createElement("option"); o.value = m; datalist.appendChild(o); });
