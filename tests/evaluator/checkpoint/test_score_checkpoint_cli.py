@@ -68,7 +68,8 @@ def test_a_failing_run_exits_1_with_the_reason(prepared: Path, tmp_path: Path) -
     result = _score_checkpoint(prepared, archive)
     assert result.exit_code == 1
     assert result.stdout == ""
-    assert "checkpoint failed: bad output: output cvr is not a finite number at 1 row" in result.stderr
+    assert ("checkpoint failed: bad output: output cvr is not a finite number at 1 row"
+            in result.stderr)
 
 
 @pytest.mark.parametrize("extra", [["file.csv"], []], ids=["both", "neither"])
