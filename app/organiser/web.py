@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from app import challenge
 from app.deps import EnqueueDep, SessionDep
 from app.errors import AppError
+from app.jobs import liveness
 from app.jobs.context import Enqueue
 from app.models import Team
 from app.teams import service as teams
@@ -120,6 +121,7 @@ def _console(request: Request, session: Session, team: Team, cookie: str, *,
         submissions=service.console_submissions(session, PAGE_SUBMISSIONS), state=state,
         teams=service.teams_with_tokens(session), audit=service.audit_entries(session, 50),
         jobs=service.running_jobs(session, settings.lease_seconds),
+        consumers=liveness.consumers(session, settings.process_stale_seconds),
         queue_depth=_queue_depth(request), message=message, error=error, issued=issued,
         schedule_problems=schedule_problems or [],
         schedule_text=schedule_draft if schedule_draft is not None

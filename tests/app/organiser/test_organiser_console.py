@@ -13,7 +13,7 @@ from app_factories import World, add_team, app_client, token_for
 from fastapi.testclient import TestClient
 from sqlalchemy import select, text
 
-from app.models import ApiToken, Submission, Team, Verification
+from app.models import ApiToken, ProcessHeartbeat, Submission, Team, Verification
 
 
 @pytest.fixture
@@ -116,3 +116,23 @@ def test_queue_depth_and_the_workers_last_heartbeats_are_shown(
     assert "worker-7:1234" in page
     heartbeat = expires - timedelta(seconds=world.settings.lease_seconds)
     assert heartbeat.strftime("%Y-%m-%d %H:%M:%S UTC") in page
+
+
+def test_each_consumers_heartbeat_is_shown_alive_or_not(
+        world: World, console: TestClient) -> None:
+    page = console.get("/organiser").text
+    assert "nothing is taking jobs" in page
+    now = datetime.now(UTC)
+    stale = timedelta(seconds=world.settings.process_stale_seconds + 30)
+    world.session.add_all([
+        ProcessHeartbeat(name="host-a:101:x", role="consumer", started_at=now, beat_at=now),
+        ProcessHeartbeat(name="host-b:202:y", role="worker", started_at=now - stale,
+                         beat_at=now - stale)])
+    world.session.commit()
+    page = console.get("/organiser").text
+    rows = {name: row for name, row in re.findall(
+        r"<tr><td><code>([^<]+)</code></td>(.*?)</tr>", page.split('id="org-consumers"')[1]
+        .split("</table>")[0], flags=re.S)}
+    assert "alive" in rows["host-a:101:x"] and "no heartbeat" not in rows["host-a:101:x"]
+    assert "no heartbeat" in rows["host-b:202:y"]
+    assert "nothing is taking jobs" not in page
