@@ -28,7 +28,7 @@ from .export import board_csv, board_json
 from .final import FinalBoard, final_board, final_csv, final_json
 from .pages import country_page as render_country_page
 from .pages import overall_page, render, roc_plots
-from .service import PARTICIPANT_DIGITS, Audience, Encoded, LeaderboardService
+from .service import Audience, Encoded, LeaderboardService
 from .view import TASK_LABELS, Board, Ranking
 
 api_router = APIRouter(tags=["leaderboard"])
@@ -293,13 +293,12 @@ def _for_participants(request: Request, session: Any,
                 detail.scores.pop("public", None)
     if schedule.rounds_for_participants(now) and "public" in detail.scores:
         detail.scores["public"] = {
-            task: replace(r, auc=_r4(r.auc), ci_low=_r4(r.ci_low), ci_high=_r4(r.ci_high))
+            task: replace(r, auc=shown(r.auc, full=False), ci_low=shown(r.ci_low, full=False),
+                          ci_high=shown(r.ci_high, full=False))
             for task, r in detail.scores["public"].items()}
     return feedback
 
 
-def _r4(value: float | None) -> float | None:
-    return None if value is None else round(value, PARTICIPANT_DIGITS)
 
 
 # ---------------------------------------------------------------------------------- pages

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from app import challenge
 from app.config import Settings
+from app.disclosure import PARTICIPANT_DIGITS
 from app.errors import database_unreachable
 from app.models import Submission
 from app.phases import ladder
@@ -47,7 +48,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 ROC_CACHE_SIZE = 256
-PARTICIPANT_DIGITS = 4
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app import challenge
 from app.deps import IdPath, SessionDep
+from app.disclosure import PARTICIPANT_DIGITS, shown
 from app.errors import AppError
 from app.leaderboard.service import HistoryPoint, score_history_plots
 from app.models import Submission, Team
@@ -54,7 +55,6 @@ from .phase_view import PhaseBox, SelectionBox, phase_box, selection_box
 router = APIRouter(include_in_schema=False)
 
 PAGE_SUBMISSIONS = 200
-DECIMALS = 4
 TASK_NAMES = {"ctr": "CTR", "cvr": "CVR", "ctcvr": "CTCVR"}
 # The multi-task library's models return (pCTR, pCTCVR); tracing is the export that works.
 CHECKPOINT_NOTE = (
@@ -159,7 +159,7 @@ class MeView:
 
 
 def _rounded(value: float | None) -> float | None:
-    return None if value is None else round(value, DECIMALS)
+    return shown(value, full=False)
 
 
 def submission_view(sub: SubmissionOut) -> dict[str, Any]:
@@ -196,7 +196,8 @@ def _history(session: Session, subs: list[SubmissionOut],
                 continue
             by_method.setdefault(sub.method, []).append(HistoryPoint(
                 at=sub.created_at.timestamp(), series=f"{sub.country} {TASK_NAMES[task]}",
-                auc=round(s.auc, DECIMALS), low=_rounded(s.ci_low), high=_rounded(s.ci_high),
+                auc=round(s.auc, PARTICIPANT_DIGITS), low=_rounded(s.ci_low),
+                high=_rounded(s.ci_high),
                 submission_id=sub.id))
     # Markup: the SVG builder escapes every piece of text itself.
     return {m: Markup(svg) for m, svg in score_history_plots(by_method).items()}

@@ -33,7 +33,6 @@ from evaluator.predictions import PredictionFileError, parse_prediction_file
 from evaluator.schema import TASKS, parse_country
 
 MAX_METHOD_CHARS = 100
-PARTICIPANT_DIGITS = 4
 MAX_DESCRIPTION_CHARS = 500
 MAX_IDEMPOTENCY_KEY = 200
 _KEY_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,200}$")
@@ -246,7 +245,7 @@ def _scores_by_submission(scores: Sequence[Score], splits: tuple[str, ...], full
 def _round_public(table: dict[str, dict[str, ScoreOut]]) -> None:
     for task, score in table.get("public", {}).items():
         table["public"][task] = score.model_copy(update={
-            k: None if v is None else round(v, PARTICIPANT_DIGITS)
+            k: shown(v, full=False)
             for k, v in (("auc", score.auc), ("ci_low", score.ci_low),
                          ("ci_high", score.ci_high))})
 
