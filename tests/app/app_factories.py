@@ -17,7 +17,7 @@ from app.config import Settings
 from app.db import make_engine, session_factory, upgrade
 from app.jobs.context import JobContext
 from app.jobs.queue import Queue
-from app.jobs.scoring import upsert_scores
+from app.jobs.scoring import score_submission, upsert_scores
 from app.models import Score, Submission, Team, Verification
 from app.storage import ArtifactStore, save_predictions
 from evaluator.data.prepared import FORMAT_VERSION, PreparedData
@@ -165,6 +165,30 @@ def add_verification(ctx: JobContext, submission_id: int) -> int:
         session.add(ver)
         session.commit()
         return ver.id
+
+
+def scored_with_checkpoint(ctx: JobContext, team_id: int, body: bytes) -> int:
+    """A scored NL submission of the file `body` with a checkpoint that is never run (the
+    tests hand verification a stand-in runner): its id."""
+    with ctx.factory() as session:
+        sub = Submission(team_id=team_id, country="NL", method="m", state="queued",
+                         file_sha256=ctx.store.put_bytes(body), file_format="csv",
+                         checkpoint_sha256=ctx.store.put_bytes(b"not run: the runner is given"),
+                         outputs="ctr,cvr")
+        session.add(sub)
+        session.commit()
+        sid = sub.id
+    assert score_submission(ctx, sid) == "scored"
+    return sid
+
+
+def verification_row(ctx: JobContext, vid: int) -> Verification:
+    """The verification row as it is now, detached from its session."""
+    with ctx.factory() as session:
+        ver = session.get(Verification, vid)
+        assert ver is not None
+        session.expunge(ver)
+        return ver
 
 
 def admin(world: World, *args: str) -> tuple[int, str]:
