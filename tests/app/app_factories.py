@@ -1,12 +1,14 @@
 """The app tests' one factories module: teams, submissions and scores in a migrated database;
-a prepared test set, an artifact store and the settings that tie them together (`World`)."""
+a prepared test set, an artifact store and the settings that tie them together (`World`); a
+challenge file and a clock the test sets, for the phase tests."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from fastapi.testclient import TestClient
@@ -201,3 +203,76 @@ def admin(world: World, *args: str) -> tuple[int, str]:
            "LB_DATA_DIR": str(world.settings.data_dir), "LB_ENV": "development"}
     result = CliRunner().invoke(cli, ["admin", *args], env=env)
     return result.exit_code, result.output
+
+
+# ---------------------------------------------------------------- phases and their clock
+
+START = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+class SetClock:
+    """The app's injectable clock, at whatever moment the test puts it."""
+
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def now(self) -> datetime:
+        return self.at
+
+
+def stamp(at: datetime) -> str:
+    return at.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def challenge_toml(*, feedback: str = "exact", selection_limit: int = 2, daily: int = 3,
+                   total: int | None = None, dev_kinds: str = '["file", "checkpoint"]',
+                   level: float = 0.05) -> str:
+    """development [START, START+10d), a gap, final [START+11d, START+20d) taking files only,
+    the end at START+20d, post-challenge from START+21d."""
+    total_line = f"total_limit = {total}\n" if total is not None else ""
+    return f"""
+selection_limit = {selection_limit}
+feedback = "{feedback}"
+ladder_level = {level}
+
+[[phase]]
+name = "development"
+opens = {stamp(START)}
+closes = {stamp(START + timedelta(days=10))}
+kinds = {dev_kinds}
+daily_limit = {daily}
+{total_line}
+[[phase]]
+name = "final"
+opens = {stamp(START + timedelta(days=11))}
+closes = {stamp(START + timedelta(days=20))}
+kinds = ["file"]
+daily_limit = 1
+
+[[phase]]
+name = "post"
+opens = {stamp(START + timedelta(days=21))}
+closes = {stamp(START + timedelta(days=400))}
+post_challenge = true
+"""
+
+
+def clocked_client(world: World, at: datetime) -> Iterator[tuple[Any, SetClock]]:
+    """The body of a fixture: `app_client` with its clock at `at`, and the clock to move."""
+    gen = app_client(world)
+    client: Any = next(gen)
+    clock = SetClock(at)
+    client.app.state.clock = clock
+    try:
+        yield client, clock
+    finally:
+        gen.close()
+
+
+def new_team(world: World, name: str, organiser: bool = False) -> tuple[Team, str]:
+    """A team made through the service, and its token's secret."""
+    from app.teams.service import create_team
+
+    made, issued = create_team(world.session, None, name, organiser=organiser)
+    world.session.commit()
+    return made, issued.secret
