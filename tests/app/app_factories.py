@@ -152,6 +152,16 @@ def app_client(world: World) -> Generator[TestClient, None, None]:
         queue.close()
 
 
+def app_routes(app: Any) -> Iterator[tuple[str, str]]:
+    """(method, path) of every route, through FastAPI's included-router wrappers too."""
+    for route in app.routes:
+        contexts = (route.effective_route_contexts()
+                    if hasattr(route, "effective_route_contexts") else [route])
+        for context in contexts:
+            for method in sorted(set(getattr(context, "methods", None) or ()) - {"HEAD"}):
+                yield method, context.path
+
+
 def token_for(world: World, team: Team) -> str:
     from app.auth import issue_token
 
