@@ -4,11 +4,17 @@ challenge file itself: app_factories, shared with the /me tests.)"""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
+
+from app_factories import START
 
 from app.db import make_engine, session_factory
 from app.phases import store
+
+# In the development phase of `challenge_toml`, and past the challenge's end.
+DURING = START + timedelta(days=2)
+AFTER = START + timedelta(days=25)
 
 
 def set_challenge(settings: Any, text: str | None) -> None:

@@ -3,31 +3,20 @@ app on one injectable clock, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-import pytest
 from app_factories import (
     START,
     SetClock,
     World,
     challenge_toml,
-    clocked_client,
     new_team,
 )
-from phases_factories import at, bearer, set_challenge, skewed
+from phases_factories import AFTER, DURING, at, bearer, set_challenge, skewed
 from sqlalchemy import select, update
 
 from app.models import Score, Submission
-
-DURING = START + timedelta(days=2)
-AFTER = START + timedelta(days=25)
-
-
-@pytest.fixture
-def phase_client(world: World) -> Iterator[tuple[Any, SetClock]]:
-    yield from clocked_client(world, DURING)
 
 
 def entry(world: World, who: Any, pub: float, priv: float, seed: int, method: str = "m") -> Any:

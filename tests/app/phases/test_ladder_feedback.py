@@ -3,33 +3,21 @@ DeLong on the public rows), on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import numpy as np
-import pytest
 from app_factories import (
-    START,
     SetClock,
     World,
     challenge_toml,
-    clocked_client,
     new_team,
 )
-from phases_factories import at, bearer, set_challenge
+from phases_factories import AFTER, DURING, at, bearer, set_challenge
 from sqlalchemy import select
 
 from app.models import Score
 from app.phases.ladder import decide
-
-DURING = START + timedelta(days=2)
-AFTER = START + timedelta(days=25)
-
-
-@pytest.fixture
-def phase_client(world: World) -> Iterator[tuple[Any, SetClock]]:
-    yield from clocked_client(world, DURING)
 
 
 def shown_cell(client: Any, headers: dict[str, str] | None = None) -> dict[str, Any]:
