@@ -8,7 +8,7 @@ import json
 from collections.abc import Generator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from fastapi.testclient import TestClient
@@ -27,6 +27,7 @@ from evaluator.predictions import Predictions
 from evaluator.schema import SPLITS, TASKS
 from evaluator.scoring import score_predictions
 
+Row = TypeVar("Row")
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
 
@@ -194,13 +195,17 @@ def scored_with_checkpoint(ctx: JobContext, team_id: int, body: bytes) -> int:
     return sid
 
 
-def verification_row(ctx: JobContext, vid: int) -> Verification:
-    """The verification row as it is now, detached from its session."""
+def detached(ctx: JobContext, model: type[Row], row_id: int) -> Row:
+    """The row as it is now, detached from its session."""
     with ctx.factory() as session:
-        ver = session.get(Verification, vid)
-        assert ver is not None
-        session.expunge(ver)
-        return ver
+        row = session.get(model, row_id)
+        assert row is not None
+        session.expunge(row)
+        return row
+
+
+def verification_row(ctx: JobContext, vid: int) -> Verification:
+    return detached(ctx, Verification, vid)
 
 
 def admin(world: World, *args: str) -> tuple[int, str]:
