@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -15,10 +17,11 @@ from starlette.concurrency import run_in_threadpool
 from app.auth import team_for_token
 from app.deps import CurrentTeam, IdPath, SessionDep
 from app.errors import AppError, error_responses
-from app.models import Selection, Submission
+from app.models import Selection, Submission, Team
 
 from . import selection
-from .deps import ChallengeNow
+from .deps import ChallengeNow, Moment
+from .schedule import Schedule
 
 router = APIRouter(tags=["challenge"])
 pages = APIRouter(include_in_schema=False)
@@ -59,6 +62,16 @@ def selection_out(session: Session, team_id: int, submission_id: int, limit: int
                         locked=locked)
 
 
+def _change_selection(change: Callable[[Session, Team, int, Schedule, datetime], object],
+                      submission_id: int, team: Team, session: Session,
+                      moment: Moment) -> SelectionOut:
+    """Select or unselect (`change`) at the challenge's current moment, and the result."""
+    change(session, team, submission_id, moment.schedule, moment.now)
+    session.commit()
+    return selection_out(session, team.id, submission_id, moment.schedule.selection_limit,
+                         moment.locked)
+
+
 @router.get("/challenge", summary="The challenge's phases, the current phase, the end and the "
                                   "rules (public)")
 def get_challenge(session: SessionDep, moment: ChallengeNow) -> dict[str, Any]:
@@ -72,10 +85,7 @@ def get_challenge(session: SessionDep, moment: ChallengeNow) -> dict[str, Any]:
             responses=error_responses(401, 404, 409))
 def put_selection(submission_id: IdPath, team: CurrentTeam, session: SessionDep,
                   moment: ChallengeNow) -> SelectionOut:
-    selection.select_submission(session, team, submission_id, moment.schedule, moment.now)
-    session.commit()
-    return selection_out(session, team.id, submission_id, moment.schedule.selection_limit,
-                         moment.locked)
+    return _change_selection(selection.select_submission, submission_id, team, session, moment)
 
 
 @router.delete("/submissions/{submission_id}/selection", response_model=SelectionOut,
@@ -83,10 +93,8 @@ def put_selection(submission_id: IdPath, team: CurrentTeam, session: SessionDep,
                responses=error_responses(401, 404, 409))
 def delete_selection(submission_id: IdPath, team: CurrentTeam, session: SessionDep,
                      moment: ChallengeNow) -> SelectionOut:
-    selection.unselect_submission(session, team, submission_id, moment.schedule, moment.now)
-    session.commit()
-    return selection_out(session, team.id, submission_id, moment.schedule.selection_limit,
-                         moment.locked)
+    return _change_selection(selection.unselect_submission, submission_id, team, session,
+                             moment)
 
 
 @router.post("/submissions/{submission_id}/withdraw", response_model=WithdrawnOut,

@@ -1,12 +1,14 @@
 """The app tests' one factories module: teams, submissions and scores in a migrated database;
-a prepared test set, an artifact store and the settings that tie them together (`World`)."""
+a prepared test set, an artifact store and the settings that tie them together (`World`); a
+challenge file and a clock the test sets, for the phase tests."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 from fastapi.testclient import TestClient
@@ -17,7 +19,7 @@ from app.config import Settings
 from app.db import make_engine, session_factory, upgrade
 from app.jobs.context import JobContext
 from app.jobs.queue import Queue
-from app.jobs.scoring import upsert_scores
+from app.jobs.scoring import score_submission, upsert_scores
 from app.models import Score, Submission, Team, Verification
 from app.storage import ArtifactStore, save_predictions
 from evaluator.data.prepared import FORMAT_VERSION, PreparedData
@@ -25,6 +27,7 @@ from evaluator.predictions import Predictions
 from evaluator.schema import SPLITS, TASKS
 from evaluator.scoring import score_predictions
 
+Row = TypeVar("Row")
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
 
@@ -150,6 +153,16 @@ def app_client(world: World) -> Generator[TestClient, None, None]:
         queue.close()
 
 
+def app_routes(app: Any) -> Iterator[tuple[str, str]]:
+    """(method, path) of every route, through FastAPI's included-router wrappers too."""
+    for route in app.routes:
+        contexts = (route.effective_route_contexts()
+                    if hasattr(route, "effective_route_contexts") else [route])
+        for context in contexts:
+            for method in sorted(set(getattr(context, "methods", None) or ()) - {"HEAD"}):
+                yield method, context.path
+
+
 def token_for(world: World, team: Team) -> str:
     from app.auth import issue_token
 
@@ -167,6 +180,34 @@ def add_verification(ctx: JobContext, submission_id: int) -> int:
         return ver.id
 
 
+def scored_with_checkpoint(ctx: JobContext, team_id: int, body: bytes) -> int:
+    """A scored NL submission of the file `body` with a checkpoint that is never run (the
+    tests hand verification a stand-in runner): its id."""
+    with ctx.factory() as session:
+        sub = Submission(team_id=team_id, country="NL", method="m", state="queued",
+                         file_sha256=ctx.store.put_bytes(body), file_format="csv",
+                         checkpoint_sha256=ctx.store.put_bytes(b"not run: the runner is given"),
+                         outputs="ctr,cvr")
+        session.add(sub)
+        session.commit()
+        sid = sub.id
+    assert score_submission(ctx, sid) == "scored"
+    return sid
+
+
+def detached(ctx: JobContext, model: type[Row], row_id: int) -> Row:
+    """The row as it is now, detached from its session."""
+    with ctx.factory() as session:
+        row = session.get(model, row_id)
+        assert row is not None
+        session.expunge(row)
+        return row
+
+
+def verification_row(ctx: JobContext, vid: int) -> Verification:
+    return detached(ctx, Verification, vid)
+
+
 def admin(world: World, *args: str) -> tuple[int, str]:
     """`leaderboard admin ARGS` on the world's database: (exit code, output)."""
     from typer.testing import CliRunner
@@ -177,3 +218,76 @@ def admin(world: World, *args: str) -> tuple[int, str]:
            "LB_DATA_DIR": str(world.settings.data_dir), "LB_ENV": "development"}
     result = CliRunner().invoke(cli, ["admin", *args], env=env)
     return result.exit_code, result.output
+
+
+# ---------------------------------------------------------------- phases and their clock
+
+START = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+class SetClock:
+    """The app's injectable clock, at whatever moment the test puts it."""
+
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def now(self) -> datetime:
+        return self.at
+
+
+def stamp(at: datetime) -> str:
+    return at.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def challenge_toml(*, feedback: str = "exact", selection_limit: int = 2, daily: int = 3,
+                   total: int | None = None, dev_kinds: str = '["file", "checkpoint"]',
+                   level: float = 0.05) -> str:
+    """development [START, START+10d), a gap, final [START+11d, START+20d) taking files only,
+    the end at START+20d, post-challenge from START+21d."""
+    total_line = f"total_limit = {total}\n" if total is not None else ""
+    return f"""
+selection_limit = {selection_limit}
+feedback = "{feedback}"
+ladder_level = {level}
+
+[[phase]]
+name = "development"
+opens = {stamp(START)}
+closes = {stamp(START + timedelta(days=10))}
+kinds = {dev_kinds}
+daily_limit = {daily}
+{total_line}
+[[phase]]
+name = "final"
+opens = {stamp(START + timedelta(days=11))}
+closes = {stamp(START + timedelta(days=20))}
+kinds = ["file"]
+daily_limit = 1
+
+[[phase]]
+name = "post"
+opens = {stamp(START + timedelta(days=21))}
+closes = {stamp(START + timedelta(days=400))}
+post_challenge = true
+"""
+
+
+def clocked_client(world: World, at: datetime) -> Iterator[tuple[Any, SetClock]]:
+    """The body of a fixture: `app_client` with its clock at `at`, and the clock to move."""
+    gen = app_client(world)
+    client: Any = next(gen)
+    clock = SetClock(at)
+    client.app.state.clock = clock
+    try:
+        yield client, clock
+    finally:
+        gen.close()
+
+
+def new_team(world: World, name: str, organiser: bool = False) -> tuple[Team, str]:
+    """A team made through the service, and its token's secret."""
+    from app.teams.service import create_team
+
+    made, issued = create_team(world.session, None, name, organiser=organiser)
+    world.session.commit()
+    return made, issued.secret

@@ -8,10 +8,10 @@ from __future__ import annotations
 import hmac
 import json
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from app_factories import app_routes
 from sqlalchemy import func, inspect, select, text
 
 from app.auth import TOKEN_PREFIX, digest, team_for_token
@@ -94,16 +94,6 @@ NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
-
-
-def app_routes(app: Any) -> Iterator[tuple[str, str]]:
-    """(method, path) of every route, through FastAPI's included-router wrappers too."""
-    for route in app.routes:
-        contexts = (route.effective_route_contexts()
-                    if hasattr(route, "effective_route_contexts") else [route])
-        for context in contexts:
-            for method in sorted(set(getattr(context, "methods", None) or ()) - {"HEAD"}):
-                yield method, context.path
 
 
 def upload(client: Any, token: str, body: bytes, method: str = "mine",

@@ -4,22 +4,13 @@ digits): a 404, never a 500. The routes are read from the app, so a new one is c
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from app_factories import app_routes
 
 HUGE = "9" * 4301
-
-
-def app_routes(app: Any) -> Iterator[tuple[str, str]]:
-    """(method, path) of every route, through FastAPI's included-router wrappers too."""
-    for route in app.routes:
-        contexts = (route.effective_route_contexts()
-                    if hasattr(route, "effective_route_contexts") else [route])
-        for context in contexts:
-            for method in sorted(set(getattr(context, "methods", None) or ()) - {"HEAD"}):
-                yield method, context.path
 
 
 def id_routes(app: Any) -> list[tuple[str, str]]:

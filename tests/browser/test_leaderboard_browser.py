@@ -13,8 +13,6 @@ import csv
 import io
 import os
 import re
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +24,7 @@ from typing import TYPE_CHECKING
 import httpx
 import numpy as np
 import pytest
+from browser_factories import OUTPUT, ROOT, chromium, require_browser, serving
 
 from evaluator.data.prepare import prepare_csv
 from evaluator.data.prepared import PreparedData
@@ -37,33 +36,15 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parents[2]
 # This checkout's code, whichever copy of the package the environment has installed.
 LEADERBOARD = (sys.executable, "-m", "app")
-OUTPUT = ROOT / "test-output" / "browser"
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 XSS_TEAM = "<script>alert(1)</script>"
 FORMULA_TEAM = '=HYPERLINK("http://evil.example","x")'
 COUNTRIES = ("NL", "ES")
 TEST_ROWS = 20_000  # enough for conversions on the public split of both countries
 
 
-def browser_available() -> bool:
-    return Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()
-
-
-if not browser_available():
-    if os.environ.get("CI"):
-        raise RuntimeError(f"the browser test needs {CHROMIUM} and {CHROMEDRIVER} in CI")
-    pytest.skip("chromium/chromedriver not installed (apt-get install chromium "
-                "chromium-driver)", allow_module_level=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+require_browser()
 
 
 @dataclass
@@ -95,37 +76,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     write_synthetic(raw, countries=COUNTRIES, train_rows=0, test_rows=TEST_ROWS, seed=3)
     for cc in COUNTRIES:
         prepare_csv(raw / f"AliExpress_{cc}" / "test.csv", data_dir / "prepared" / cc)
-    port = free_port()
     env = {**os.environ, "LB_DATA_DIR": str(data_dir),
            "LB_DATABASE_URL": f"sqlite:///{tmp / 'lb.db'}", "LB_ENV": "development",
            "PYTHONPATH": str(ROOT)}
     env.pop("LB_REDIS_URL", None)
     leaderboard_cli(env, "db", "upgrade")
-    log = (tmp / "server.log").open("wb")
-    process = subprocess.Popen(
-        [*LEADERBOARD, "serve", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert process.poll() is None, (tmp / "server.log").read_text()
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.3)
+    with serving(env, tmp / "server.log") as url:
         yield Server(url=url, env=env, data_dir=data_dir)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
 
 
 def prediction_csv(data: PreparedData, skill: float, seed: int) -> bytes:
@@ -190,25 +147,8 @@ def populated(server: Server) -> Server:
 
 @pytest.fixture(scope="module")
 def driver() -> Iterator[WebDriver]:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    profile = OUTPUT.parent / "chromium-profile"
-    shutil.rmtree(profile, ignore_errors=True)
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-                 f"--user-data-dir={profile}", "--window-size=1440,1600"):
-        options.add_argument(flag)
-    browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    browser.set_page_load_timeout(60)
-    try:
+    with chromium("chromium-profile", "1440,1600") as browser:
         yield browser
-    finally:
-        browser.quit()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 def screenshot(browser: WebDriver, name: str) -> Path:

@@ -14,8 +14,6 @@ from __future__ import annotations
 import http.server
 import os
 import re
-import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -28,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import numpy as np
 import pytest
+from browser_factories import OUTPUT, ROOT, chromium, require_browser, serving
 
 from evaluator.data.prepare import prepare_csv
 from evaluator.data.prepared import PreparedData
@@ -38,25 +37,11 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parents[2]
-OUTPUT = ROOT / "test-output" / "browser"
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 TEST_ROWS = 6000
 COUNTRIES = ("NL", "ES", "FR", "US")
 LONG_METHOD = "multi-gate mixture of experts, 8 experts, tuned gates and a very long name"
 
-if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-    if os.environ.get("CI"):
-        raise RuntimeError(f"the browser test needs {CHROMIUM} and {CHROMEDRIVER} in CI")
-    pytest.skip("chromium/chromedriver not installed (apt-get install chromium "
-                "chromium-driver)", allow_module_level=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+require_browser()
 
 
 @dataclass
@@ -90,7 +75,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     write_synthetic(tmp / "raw", countries=COUNTRIES, train_rows=0, test_rows=TEST_ROWS, seed=5)
     for cc in COUNTRIES:
         prepare_csv(tmp / "raw" / f"AliExpress_{cc}" / "test.csv", data_dir / "prepared" / cc)
-    port = free_port()
     env = {**os.environ, "LB_DATA_DIR": str(data_dir), "PYTHONPATH": str(ROOT),
            "LB_DATABASE_URL": f"sqlite:///{tmp / 'lb.db'}", "LB_ENV": "development"}
     for name in ("LB_REDIS_URL", "LB_SECRET_KEY"):
@@ -98,56 +82,17 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     cli(env, "db", "upgrade")
     organiser = token_of(cli(env, "admin", "create-team", "organisers", "--organiser"))
     team = token_of(cli(env, "admin", "create-team", "browser-team", "--as", "organisers"))
-    log = (tmp / "server.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert process.poll() is None, (tmp / "server.log").read_text()
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.3)
-        files = tmp / "files"
-        files.mkdir()
+    files = tmp / "files"
+    files.mkdir()
+    with serving(env, tmp / "server.log") as url:
         yield Server(url=url, env=env, data_dir=data_dir, files=files, team_token=team,
                      organiser_token=organiser)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
 
 
 @pytest.fixture(scope="module")
 def driver() -> Iterator[WebDriver]:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    profile = OUTPUT.parent / "chromium-profile-participant"
-    shutil.rmtree(profile, ignore_errors=True)
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-                 f"--user-data-dir={profile}", "--window-size=1400,1000"):
-        options.add_argument(flag)
-    browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    browser.set_page_load_timeout(60)
-    try:
+    with chromium("chromium-profile-participant", "1400,1000") as browser:
         yield browser
-    finally:
-        browser.quit()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 def wait_for(browser: WebDriver, condition: Any, timeout: float = 120) -> Any:

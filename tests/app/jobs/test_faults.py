@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,7 +27,15 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, insert, text, update
+from fault_factories import (
+    ThrowawayRedis,
+    bearer,
+    derive,
+    insert_submission,
+    job,
+    wait_for,
+)
+from sqlalchemy import Engine, text, update
 from sqlalchemy.engine import make_url
 
 from app.config import Settings
@@ -51,21 +59,6 @@ POSTGRES_ONLY = pytest.mark.parametrize(
 # ------------------------------------------------------------------------------------ helpers
 
 
-def derive(settings: Settings, **changes: Any) -> Settings:
-    """A fresh Settings (no cached paths carried over) with `changes` applied."""
-    return Settings(**{**settings.model_dump(), **changes})
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
 def upload(client: Any, token: str, body: bytes, key: str | None = None) -> Any:
     headers = {**bearer(token), **({"Idempotency-Key": key} if key else {})}
     return client.post("/api/v1/submissions", headers=headers,
@@ -73,29 +66,9 @@ def upload(client: Any, token: str, body: bytes, key: str | None = None) -> Any:
                        data={"country": "NL", "method": "mine"})
 
 
-def job(engine: Engine, sid: int) -> tuple[str, int, int]:
-    """(state, attempts, score rows of the installed scorer) in one statement, one snapshot."""
-    with engine.connect() as conn:
-        row = conn.execute(text(
-            "SELECT state, attempts, (SELECT count(*) FROM score WHERE submission_id = :id "
-            "AND scorer_version = :v) FROM submission WHERE id = :id"),
-            {"id": sid, "v": SCORER_VERSION}).one()
-    return str(row[0]), int(row[1]), int(row[2])
-
-
 def count(engine: Engine, table: str) -> int:
     with engine.connect() as conn:
         return int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
-
-
-def insert_submission(settings: Settings, engine: Engine, team_id: int, body: bytes) -> int:
-    sha = ArtifactStore.of(settings).put_bytes(body)
-    with engine.begin() as conn:
-        return int(conn.execute(
-            insert(Submission).values(
-                team_id=team_id, country="NL", method="m", state="queued", file_sha256=sha,
-                file_format="csv", attempts=0, hidden=False, disqualified=False)
-            .returning(Submission.id)).scalar_one())
 
 
 class Worker:
@@ -142,65 +115,7 @@ def running_worker(settings: Settings, log_dir: Path) -> Iterator[Worker]:
         worker.stop()
 
 
-def wait_for(check: Callable[[], bool], seconds: float, what: str,
-             worker: Worker | None = None) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}"
-                                 + (f"\n{worker.output()}" if worker else ""))
-        time.sleep(0.05)
-
-
 # ------------------------------------------------------------------------ Redis stopped
-
-
-class ThrowawayRedis:
-    """A redis-server of this test's own, without persistence: killing it loses its queue."""
-
-    def __init__(self, workdir: Path) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.skip("redis-server is not installed")
-        self.binary = binary
-        self.port = free_port()
-        self.workdir = workdir
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        import redis
-
-        self.process = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.workdir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis.from_url(self.url)
-
-        def up() -> bool:
-            try:
-                return bool(client.ping())
-            except redis.ConnectionError:
-                return False
-
-        wait_for(up, 20, f"redis-server on port {self.port}")
-        client.close()
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait()
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[ThrowawayRedis]:
-    server = ThrowawayRedis(tmp_path)
-    server.start()
-    yield server
-    server.kill()
 
 
 @POSTGRES_ONLY
@@ -219,7 +134,8 @@ def test_uploads_while_redis_is_down_are_accepted_and_scored_once_when_it_is_bac
             before = upload(client, token, make_predictions(seed=0)[0])
             assert before.status_code == 202, before.text
             first = before.json()["id"]
-            wait_for(lambda: job(engine, first)[0] == "scored", 120, "scoring via Redis", worker)
+            wait_for(lambda: job(engine, first)[0] == "scored", 120, "scoring via Redis",
+                     worker.output)
 
             own_redis.kill()
             during = [upload(client, token, make_predictions(seed=seed)[0])
@@ -231,11 +147,11 @@ def test_uploads_while_redis_is_down_are_accepted_and_scored_once_when_it_is_bac
             # Back empty (no persistence): only the reaper can know about these three.
             own_redis.start()
             wait_for(lambda: all(job(engine, sid)[0] == "scored" for sid in ids), 60,
-                     "the reaper to enqueue the uploads again", worker)
+                     "the reaper to enqueue the uploads again", worker.output)
             # A second delivery of each job on top of the reaper's must change nothing.
             for sid in [first, *ids]:
                 queue.enqueue("score", sid)
-            wait_for(lambda: queue.depth() == 0, 60, "the queue to drain", worker)
+            wait_for(lambda: queue.depth() == 0, 60, "the queue to drain", worker.output)
             assert worker.process.poll() is None, worker.output()
         # The worker has stopped (after finishing the job in hand): every count is final.
         assert [job(engine, sid) for sid in [first, *ids]] == [("scored", 1, 9)] * 4, \
@@ -421,7 +337,7 @@ def test_database_cut_off_while_scores_are_written_leaves_no_partial_rows_and_re
                 # COMMIT never will. Within the blackout no retry can have committed yet.
                 state, attempts, scores = job(engine, sid)
                 assert (state, attempts, scores) == ("running", 1, 0), worker.output()
-            wait_for(lambda: job(engine, sid)[0] == "scored", 60, "the retry", worker)
+            wait_for(lambda: job(engine, sid)[0] == "scored", 60, "the retry", worker.output)
             assert worker.process.poll() is None, worker.output()
     finally:
         stop.set()
@@ -441,23 +357,6 @@ def test_database_cut_off_while_scores_are_written_leaves_no_partial_rows_and_re
 
 
 # --------------------------------------------------------------------- artifact store full
-
-
-@pytest.fixture
-def tiny_store(tmp_path: Path) -> Iterator[Path]:
-    """A 1 MiB tmpfs: a real filesystem that runs out of space."""
-    mount = tmp_path / "tiny-artifacts"
-    mount.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs for a full artifact store needs root")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"mounting a tmpfs is not permitted here: {done.stderr.strip()}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=True)
 
 
 def test_upload_bigger_than_the_free_space_is_507_leaving_nothing(

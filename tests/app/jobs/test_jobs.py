@@ -9,14 +9,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from app_factories import add_verification
+from app_factories import add_verification, scored_with_checkpoint, verification_row
 from sqlalchemy import func, select, update
 
 from app.jobs.context import JobContext, JobKind
 from app.jobs.reaper import reap_and_requeue
-from app.jobs.scoring import rescore, score_submission
+from app.jobs.scoring import rescore
 from app.jobs.verification import verify
-from app.models import Rescore, Score, Submission, Verification
+from app.models import Rescore, Score
 from app.organiser import service as organiser
 from evaluator.checkpoint import CheckpointFailed, CheckpointRun
 from evaluator.data.prepared import PreparedData
@@ -27,24 +27,7 @@ def scored(ctx: JobContext, make_team: Any, make_predictions: Any) -> tuple[int,
     """A scored submission with a file and a (never run) checkpoint, and the file's values."""
     team, _ = make_team("alpha")
     body, values = make_predictions(seed=4)
-    with ctx.factory() as session:
-        sub = Submission(team_id=team.id, country="NL", method="m", state="queued",
-                         file_sha256=ctx.store.put_bytes(body), file_format="csv",
-                         checkpoint_sha256=ctx.store.put_bytes(b"not run: the runner is given"),
-                         outputs="ctr,cvr")
-        session.add(sub)
-        session.commit()
-        sid = sub.id
-    assert score_submission(ctx, sid) == "scored"
-    return sid, values
-
-
-def verification(ctx: JobContext, vid: int) -> Verification:
-    with ctx.factory() as session:
-        ver = session.get(Verification, vid)
-        assert ver is not None
-        session.expunge(ver)
-        return ver
+    return scored_with_checkpoint(ctx, team.id, body), values
 
 
 def keyed(values: dict[str, Any], settings: Any) -> Callable[..., CheckpointRun]:
@@ -71,7 +54,7 @@ def test_a_verification_that_reproduces_the_file_compares_every_row(
     sid, values = scored
     vid = add_verification(ctx, sid)
     assert verify(ctx, vid, keyed(values, settings)) == "done"
-    ver = verification(ctx, vid)
+    ver = verification_row(ctx, vid)
     assert (ver.state, ver.verified, ver.lease_owner) == ("done", True, None)
     assert ver.results is not None
     assert set(ver.results["rows"]) == set(ver.results["permuted"]) == {"ctr", "cvr"}
@@ -91,7 +74,7 @@ def test_a_checkpoint_that_differs_on_private_rows_only_is_not_verified(
     changed["ctr"] = ctr
     vid = add_verification(ctx, sid)
     assert verify(ctx, vid, keyed(changed, settings)) == "done"
-    ver = verification(ctx, vid)
+    ver = verification_row(ctx, vid)
     assert ver.verified is False
     assert ver.results is not None
     differing = int((np.abs(ctr - values["ctr"]) > 1e-4).sum())
@@ -107,7 +90,7 @@ def test_a_participant_error_fails_the_verification_at_once_with_its_reason(
 
     vid = add_verification(ctx, scored[0])
     assert verify(ctx, vid, failing) == "failed"
-    ver = verification(ctx, vid)
+    ver = verification_row(ctx, vid)
     assert (ver.state, ver.verified, ver.attempts) == ("failed", False, 1)
     assert ver.reason == "the model raised IndexError: index out of range in self"
     assert enqueued == []
@@ -122,12 +105,12 @@ def test_an_unexpected_error_puts_the_verification_back_until_its_attempts_are_s
     vid = add_verification(ctx, scored[0])
     for attempt in range(1, settings.max_attempts):
         assert verify(ctx, vid, broken) == "retry"
-        ver = verification(ctx, vid)
+        ver = verification_row(ctx, vid)
         # Back in the queue at once, not left `running` until its lease ends.
         assert (ver.state, ver.lease_owner, ver.attempts) == ("queued", None, attempt)
         assert enqueued[-1] == ("verify", vid)
     assert verify(ctx, vid, broken) == "failed"
-    ver = verification(ctx, vid)
+    ver = verification_row(ctx, vid)
     assert (ver.state, ver.verified) == ("failed", False)
     assert ver.reason == (f"internal error after {settings.max_attempts} attempts: "
                           "RuntimeError: a bug of ours")
@@ -147,12 +130,12 @@ def test_a_database_error_on_the_final_write_puts_the_job_back(
     vid = add_verification(ctx, sid)
     monkeypatch.setattr(verification_module.VerificationJob, "write", cut_off)
     assert verify(ctx, vid, keyed(values, settings)) == "retry"
-    ver = verification(ctx, vid)
+    ver = verification_row(ctx, vid)
     assert (ver.state, ver.verified, ver.attempts) == ("queued", None, 1)
     assert enqueued == [("verify", vid)]
     monkeypatch.undo()
     assert verify(ctx, vid, keyed(values, settings)) == "done"
-    assert verification(ctx, vid).verified is True
+    assert verification_row(ctx, vid).verified is True
 
 
 def score_rows(ctx: JobContext, sid: int) -> dict[str, int]:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from app_factories import add_verification
+from app_factories import add_verification, detached
 from sqlalchemy import func, select, update
 
 from app.jobs import lease
@@ -55,11 +55,7 @@ def add_submission(ctx: JobContext, make_team: Any) -> Callable[[bytes], int]:
 
 
 def state_of(ctx: JobContext, sid: int) -> Submission:
-    with ctx.factory() as session:
-        sub = session.get(Submission, sid)
-        assert sub is not None
-        session.expunge(sub)
-        return sub
+    return detached(ctx, Submission, sid)
 
 
 def score_count(ctx: JobContext, sid: int) -> int:

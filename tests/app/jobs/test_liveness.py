@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,7 +27,17 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, insert, text
+from fault_factories import (
+    ThrowawayRedis,
+    bearer,
+    derive,
+    free_port,
+    insert_submission,
+    job,
+    missing,
+    wait_for,
+)
+from sqlalchemy import Engine, text
 
 from app.config import Settings
 from app.db import make_engine, upgrade
@@ -39,7 +48,6 @@ from app.jobs.scoring import score_submission
 from app.main import create_app
 from app.models import Submission
 from app.storage import ArtifactStore, is_full
-from evaluator.scoring import SCORER_VERSION
 
 ROOT = Path(__file__).resolve().parents[3]
 POSTGRES_ONLY = pytest.mark.parametrize(
@@ -52,49 +60,15 @@ FAST = {"process_beat_seconds": 0.3, "process_stale_seconds": 3.0, "queue_check_
 # ------------------------------------------------------------------------------------ helpers
 
 
-def derive(settings: Settings, **changes: Any) -> Settings:
-    return Settings(**{**settings.model_dump(), **changes})
-
-
 def quick(settings: Settings, **changes: Any) -> Settings:
     """`settings` with the fast liveness periods, and `changes` over them."""
     return derive(settings, **{**FAST, **changes})
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def post_upload(client: Any, token: str, body: bytes) -> Any:
     return client.post("/api/v1/submissions", headers=bearer(token),
                        files={"file": ("predictions.csv", body, "text/csv")},
                        data={"country": "NL", "method": "mine"})
-
-
-def job(engine: Engine, sid: int) -> tuple[str, int, int]:
-    """(state, attempts, score rows of the installed scorer), one snapshot."""
-    with engine.connect() as conn:
-        row = conn.execute(text(
-            "SELECT state, attempts, (SELECT count(*) FROM score WHERE submission_id = :id "
-            "AND scorer_version = :v) FROM submission WHERE id = :id"),
-            {"id": sid, "v": SCORER_VERSION}).one()
-    return str(row[0]), int(row[1]), int(row[2])
-
-
-def insert_submission(settings: Settings, engine: Engine, team_id: int, body: bytes) -> int:
-    sha = ArtifactStore.of(settings).put_bytes(body)
-    with engine.begin() as conn:
-        return int(conn.execute(
-            insert(Submission).values(
-                team_id=team_id, country="NL", method="m", state="queued", file_sha256=sha,
-                file_format="csv", attempts=0, hidden=False, disqualified=False)
-            .returning(Submission.id)).scalar_one())
 
 
 def submit(settings: Settings, engine: Engine, team_id: int, body: bytes) -> int:
@@ -106,16 +80,6 @@ def submit(settings: Settings, engine: Engine, team_id: int, body: bytes) -> int
     finally:
         queue.close()
     return sid
-
-
-def wait_for(check: Callable[[], bool], seconds: float, what: str,
-             output: Callable[[], str] | None = None) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}"
-                                 + (f"\n{output()}" if output else ""))
-        time.sleep(0.05)
 
 
 def service_env(settings: Settings, **extra: Any) -> dict[str, str]:
@@ -207,63 +171,6 @@ def waiting_on_score_lock(engine: Engine) -> bool:
         return bool(conn.execute(text(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
             "AND wait_event_type = 'Lock' AND query ILIKE '%INSERT INTO score%'")).scalar_one())
-
-
-class ThrowawayRedis:
-    """A redis-server of this test's own, without persistence."""
-
-    def __init__(self, workdir: Path) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            missing("redis-server")
-        self.binary = str(binary)
-        self.port = free_port()
-        self.workdir = workdir
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        import redis
-
-        self.process = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.workdir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis.from_url(self.url)
-
-        def up() -> bool:
-            try:
-                return bool(client.ping())
-            except redis.ConnectionError:
-                return False
-
-        wait_for(up, 20, f"redis-server on port {self.port}")
-        client.close()
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGCONT)
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait()
-
-
-def missing(binary: str) -> None:
-    """A private server's binary is not installed: skip, or fail under CI."""
-    message = f"{binary} is not installed"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[ThrowawayRedis]:
-    server = ThrowawayRedis(tmp_path)
-    server.start()
-    yield server
-    server.kill()
 
 
 # -------------------------------------------------- 1. serve supervises, /health sees consumers
@@ -532,23 +439,6 @@ def test_a_job_whose_worker_died_shows_waiting_for_a_worker(
 
 
 # ------------------------------------------------------------- 5. backoff; a full disk waits
-
-
-@pytest.fixture
-def tiny_store(tmp_path: Path) -> Iterator[Path]:
-    """A 1 MiB tmpfs: a real filesystem that runs out of space."""
-    mount = tmp_path / "tiny-artifacts"
-    mount.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs for a full artifact store needs root")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"mounting a tmpfs is not permitted here: {done.stderr.strip()}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=True)
 
 
 def test_a_retried_job_waits_longer_after_each_attempt(settings: Settings, make_team: Any,

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from app_factories import detached
 from sqlalchemy import func, select
 
 from app.jobs.context import JobContext
@@ -69,11 +70,7 @@ def wait_for(check: Callable[[], bool], seconds: float, what: str) -> None:
 
 
 def submission(ctx: JobContext, sid: int) -> Submission:
-    with ctx.factory() as session:
-        sub = session.get(Submission, sid)
-        assert sub is not None
-        session.expunge(sub)
-        return sub
+    return detached(ctx, Submission, sid)
 
 
 def insert(ctx: JobContext, team_id: int, sha: str) -> int:

@@ -8,12 +8,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from app_factories import add_verification
+from app_factories import add_verification, scored_with_checkpoint, verification_row
 
 from app.jobs.context import JobContext
-from app.jobs.scoring import score_submission
 from app.jobs.verification import verify
-from app.models import Submission, Verification
 from evaluator.checkpoint import CheckpointRun
 from evaluator.data.prepared import PreparedData
 
@@ -22,24 +20,7 @@ from evaluator.data.prepared import PreparedData
 def scored(ctx: JobContext, make_team: Any, make_predictions: Any) -> tuple[int, dict[str, Any]]:
     team, _ = make_team("replayers")
     body, values = make_predictions(seed=7)
-    with ctx.factory() as session:
-        sub = Submission(team_id=team.id, country="NL", method="m", state="queued",
-                         file_sha256=ctx.store.put_bytes(body), file_format="csv",
-                         checkpoint_sha256=ctx.store.put_bytes(b"stand-in: the runner is given"),
-                         outputs="ctr,cvr")
-        session.add(sub)
-        session.commit()
-        sid = sub.id
-    assert score_submission(ctx, sid) == "scored"
-    return sid, values
-
-
-def _result(ctx: JobContext, vid: int) -> Verification:
-    with ctx.factory() as session:
-        ver = session.get(Verification, vid)
-        assert ver is not None
-        session.expunge(ver)
-        return ver
+    return scored_with_checkpoint(ctx, team.id, body), values
 
 
 def _by_position(ctr: np.ndarray, cvr: np.ndarray) -> Callable[..., CheckpointRun]:
@@ -58,7 +39,7 @@ def test_a_checkpoint_replaying_its_file_by_batch_position_is_not_verified(
     sid, values = scored
     vid = add_verification(ctx, sid)
     assert verify(ctx, vid, _by_position(values["ctr"], values["cvr"])) == "done"
-    ver = _result(ctx, vid)
+    ver = verification_row(ctx, vid)
     assert ver.verified is False
     assert ver.results is not None
     # On the test set as it is, the table matches the file on every row...
@@ -83,7 +64,7 @@ def test_the_verdict_on_a_one_row_change_does_not_depend_on_that_rows_label(
         ctr[row] = 1.0
         vid = add_verification(ctx, sid)
         assert verify(ctx, vid, _feature_keyed(data, ctr, values["cvr"])) == "done"
-        ver = _result(ctx, vid)
+        ver = verification_row(ctx, vid)
         assert ver.results is not None
         rows = dict(ver.results["rows"])
         assert rows["ctr"]["first_row_over"] == row

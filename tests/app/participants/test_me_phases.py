@@ -7,87 +7,36 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from app_factories import World, app_client
+from app_factories import START, SetClock, World, clocked_client, new_team
+from app_factories import challenge_toml as phase_challenge
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from app.models import Selection, Submission
 from app.phases import store
-from app.teams.service import create_team
 
-START = datetime(2026, 11, 1, tzinfo=UTC)
 DURING = START + timedelta(days=2, hours=12)
 GAP = START + timedelta(days=10, hours=12)
 AFTER = START + timedelta(days=25)
 
 
-def stamp(at: datetime) -> str:
-    return at.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def challenge_toml(*, selection_limit: int = 2, feedback: str = "exact") -> str:
-    """development [START, START+10d) with daily 3 and total 5, final [START+11d, START+20d)
-    files only, the end at START+20d, post-challenge from START+21d."""
-    return f"""
-selection_limit = {selection_limit}
-feedback = "{feedback}"
-
-[[phase]]
-name = "development"
-opens = {stamp(START)}
-closes = {stamp(START + timedelta(days=10))}
-kinds = ["file", "checkpoint"]
-daily_limit = 3
-total_limit = 5
-
-[[phase]]
-name = "final"
-opens = {stamp(START + timedelta(days=11))}
-closes = {stamp(START + timedelta(days=20))}
-kinds = ["file"]
-daily_limit = 1
-
-[[phase]]
-name = "post"
-opens = {stamp(START + timedelta(days=21))}
-closes = {stamp(START + timedelta(days=400))}
-post_challenge = true
-"""
-
-
-class SetClock:
-    def __init__(self, at: datetime) -> None:
-        self.at = at
-
-    def now(self) -> datetime:
-        return self.at
+    """The phase tests' challenge file with a total limit of 5 in development."""
+    return phase_challenge(selection_limit=selection_limit, feedback=feedback, total=5)
 
 
 @pytest.fixture
 def phased(world: World) -> Iterator[tuple[Any, SetClock]]:
-    gen = app_client(world)
-    client: Any = next(gen)
-    clock = SetClock(DURING)
-    client.app.state.clock = clock
-    try:
-        yield client, clock
-    finally:
-        gen.close()
+    yield from clocked_client(world, DURING)
 
 
 def set_challenge(world: World, text: str | None) -> None:
     store.set_schedule(world.session, None, text, "test")
     world.session.commit()
-
-
-def team(world: World, name: str) -> tuple[Any, str]:
-    made, issued = create_team(world.session, None, name)
-    world.session.commit()
-    return made, issued.secret
 
 
 def sign_in(client: Any, token: str) -> TestClient:
@@ -134,7 +83,7 @@ def selections(world: World) -> list[int]:
 def test_the_phase_box_shows_the_phase_what_is_left_and_the_time_to_the_end(
         world: World, phased: tuple[Any, SetClock]) -> None:
     client, clock = phased
-    a, token = team(world, "alpha")
+    a, token = new_team(world, "alpha")
     tab = sign_in(client, token)
     # No challenge file: what the page showed before, one open phase and the daily quota.
     page = tab.get("/me").text
@@ -187,7 +136,7 @@ def test_select_unselect_and_withdraw_through_the_page_forms(
         world: World, phased: tuple[Any, SetClock]) -> None:
     client, _ = phased
     set_challenge(world, challenge_toml(selection_limit=1))
-    a, token = team(world, "alpha")
+    a, token = new_team(world, "alpha")
     first = entry(world, a, DURING - timedelta(hours=3), method="one")
     second = entry(world, a, DURING - timedelta(hours=2), method="two")
     tab = sign_in(client, token)
@@ -240,8 +189,8 @@ def test_the_refusals_show_as_the_api_words_them(world: World,
                                                  phased: tuple[Any, SetClock]) -> None:
     client, clock = phased
     set_challenge(world, challenge_toml())
-    a, token = team(world, "alpha")
-    b, b_token = team(world, "beta")
+    a, token = new_team(world, "alpha")
+    b, b_token = new_team(world, "beta")
     mine = entry(world, a, DURING - timedelta(hours=3))
     theirs = entry(world, b, DURING - timedelta(hours=2))
     failed = Submission(team_id=a.id, country="NL", method="m", state="failed",
@@ -283,7 +232,7 @@ def test_the_forms_are_refused_without_the_csrf_token_or_from_another_site(
         world: World, phased: tuple[Any, SetClock], action: str) -> None:
     client, _ = phased
     set_challenge(world, challenge_toml())
-    a, token = team(world, "alpha")
+    a, token = new_team(world, "alpha")
     sub = entry(world, a, DURING - timedelta(hours=1))
     tab = sign_in(client, token)
     csrf = form_csrf(tab.get("/me").text, f"/me/submissions/{sub.id}/{action}")
@@ -313,8 +262,8 @@ def test_the_submission_page_withdraws_with_the_owners_session(
         world: World, phased: tuple[Any, SetClock]) -> None:
     client, _ = phased
     set_challenge(world, challenge_toml())
-    a, token = team(world, "alpha")
-    _, b_token = team(world, "beta")
+    a, token = new_team(world, "alpha")
+    _, b_token = new_team(world, "beta")
     sub = entry(world, a, DURING - timedelta(hours=1))
     anonymous = client.get(f"/submissions/{sub.id}").text
     assert 'name="token"' in anonymous and "/me/submissions/" not in anonymous
@@ -338,7 +287,7 @@ def test_ladder_feedback_and_post_challenge_marks_show_on_the_rows(
         world: World, phased: tuple[Any, SetClock]) -> None:
     client, clock = phased
     set_challenge(world, challenge_toml(feedback="ladder"))
-    a, token = team(world, "alpha")
+    a, token = new_team(world, "alpha")
     first = entry(world, a, DURING - timedelta(hours=3), skill=1.0)
     worse = entry(world, a, DURING - timedelta(hours=2), skill=0.6)
     tab = sign_in(client, token)

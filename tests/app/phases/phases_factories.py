@@ -1,61 +1,20 @@
-"""Helpers of the phase tests: a clock the test sets, and a challenge file stored in the DB."""
+"""Helpers of the phase tests: a challenge file stored in the DB, uploads, dated submissions and
+predictions of different skill on the public and private rows. (The clock the test sets and the
+challenge file itself: app_factories, shared with the /me tests.)"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
+
+from app_factories import START
 
 from app.db import make_engine, session_factory
 from app.phases import store
 
-START = datetime(2026, 11, 1, tzinfo=UTC)
-
-
-class SetClock:
-    """The app's injectable clock, at whatever moment the test puts it."""
-
-    def __init__(self, at: datetime) -> None:
-        self.at = at
-
-    def now(self) -> datetime:
-        return self.at
-
-
-def stamp(at: datetime) -> str:
-    return at.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def challenge_toml(*, feedback: str = "exact", selection_limit: int = 2, daily: int = 3,
-                   total: int | None = None, dev_kinds: str = '["file", "checkpoint"]',
-                   level: float = 0.05) -> str:
-    """development [START, START+10d), a gap, final [START+11d, START+20d) taking files only,
-    the end at START+20d, post-challenge from START+21d."""
-    total_line = f"total_limit = {total}\n" if total is not None else ""
-    return f"""
-selection_limit = {selection_limit}
-feedback = "{feedback}"
-ladder_level = {level}
-
-[[phase]]
-name = "development"
-opens = {stamp(START)}
-closes = {stamp(START + timedelta(days=10))}
-kinds = {dev_kinds}
-daily_limit = {daily}
-{total_line}
-[[phase]]
-name = "final"
-opens = {stamp(START + timedelta(days=11))}
-closes = {stamp(START + timedelta(days=20))}
-kinds = ["file"]
-daily_limit = 1
-
-[[phase]]
-name = "post"
-opens = {stamp(START + timedelta(days=21))}
-closes = {stamp(START + timedelta(days=400))}
-post_challenge = true
-"""
+# In the development phase of `challenge_toml`, and past the challenge's end.
+DURING = START + timedelta(days=2)
+AFTER = START + timedelta(days=25)
 
 
 def set_challenge(settings: Any, text: str | None) -> None:

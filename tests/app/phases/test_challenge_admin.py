@@ -9,8 +9,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from app_factories import World, admin, app_client
-from phases_factories import challenge_toml
+from app_factories import World, admin, app_client, challenge_toml
 from sqlalchemy import select
 
 from app import challenge

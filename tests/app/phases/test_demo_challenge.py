@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from phases_factories import START
+from app_factories import START
 
 from app.cli.demo import DEMO_DAYS, challenge_file_text
 from app.phases.schedule import parse_schedule

@@ -3,38 +3,20 @@ app on one injectable clock, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-import pytest
-from app_factories import World, app_client
-from phases_factories import START, SetClock, at, bearer, challenge_toml, set_challenge, skewed
+from app_factories import (
+    START,
+    SetClock,
+    World,
+    challenge_toml,
+    new_team,
+)
+from phases_factories import AFTER, DURING, at, bearer, set_challenge, skewed
 from sqlalchemy import select, update
 
 from app.models import Score, Submission
-from app.teams.service import create_team
-
-DURING = START + timedelta(days=2)
-AFTER = START + timedelta(days=25)
-
-
-@pytest.fixture
-def phase_client(world: World) -> Iterator[tuple[Any, SetClock]]:
-    gen = app_client(world)
-    client: Any = next(gen)
-    clock = SetClock(DURING)
-    client.app.state.clock = clock
-    try:
-        yield client, clock
-    finally:
-        gen.close()
-
-
-def team(world: World, name: str, organiser: bool = False) -> tuple[Any, str]:
-    made, issued = create_team(world.session, None, name, organiser=organiser)
-    world.session.commit()
-    return made, issued.secret
 
 
 def entry(world: World, who: Any, pub: float, priv: float, seed: int, method: str = "m") -> Any:
@@ -51,8 +33,8 @@ def test_selection_refusals_each_with_its_code(world: World,
                                                phase_client: tuple[Any, SetClock]) -> None:
     client, clock = phase_client
     set_challenge(world.settings, challenge_toml(selection_limit=1))
-    a, a_token = team(world, "alpha")
-    b, _ = team(world, "beta")
+    a, a_token = new_team(world, "alpha")
+    b, _ = new_team(world, "beta")
     mine = entry(world, a, 2.0, 2.0, 1)
     other = entry(world, a, 1.0, 1.0, 2)
     theirs = entry(world, b, 1.0, 1.0, 3)
@@ -82,8 +64,8 @@ def test_final_board_before_the_end_is_409_except_to_organisers(
         world: World, phase_client: tuple[Any, SetClock]) -> None:
     client, _ = phase_client
     set_challenge(world.settings, challenge_toml())
-    a, a_token = team(world, "alpha")
-    _, org_token = team(world, "org", organiser=True)
+    a, a_token = new_team(world, "alpha")
+    _, org_token = new_team(world, "org", organiser=True)
     entry(world, a, 1.0, 1.0, 1)
     for headers in ({}, bearer(a_token)):
         response = client.get("/api/v1/leaderboard/final", headers=headers)
@@ -98,8 +80,8 @@ def test_lock_auto_selects_best_public_and_ranks_on_private_of_selected_only(
         world: World, phase_client: tuple[Any, SetClock]) -> None:
     client, clock = phase_client
     set_challenge(world.settings, challenge_toml(selection_limit=1))
-    a, a_token = team(world, "alpha")
-    b, b_token = team(world, "beta")
+    a, a_token = new_team(world, "alpha")
+    b, b_token = new_team(world, "beta")
     # Alpha's best private entry is not selected: it must not count.
     hidden_gem = entry(world, a, 0.2, 4.0, 1, method="gem")
     chosen = entry(world, a, 1.5, 0.5, 2, method="chosen")
@@ -145,7 +127,7 @@ def test_a_team_with_ten_methods_gets_one_final_row(world: World,
                                                     phase_client: tuple[Any, SetClock]) -> None:
     client, clock = phase_client
     set_challenge(world.settings, challenge_toml())
-    a, _ = team(world, "alpha")
+    a, _ = new_team(world, "alpha")
     for i in range(10):
         entry(world, a, 1.0 + i / 10, 1.0 + i / 10, i + 1, method=f"method-{i}")
     board = client.get("/api/v1/leaderboard").json()
@@ -159,7 +141,7 @@ def test_post_challenge_entries_are_marked_and_never_ranked_finally(
         world: World, phase_client: tuple[Any, SetClock]) -> None:
     client, clock = phase_client
     set_challenge(world.settings, challenge_toml())
-    a, a_token = team(world, "alpha")
+    a, a_token = new_team(world, "alpha")
     during = entry(world, a, 1.0, 1.0, 1, method="during")
     late = at(world, world.submit(a, skewed(world, 4.0, 4.0, 9), method="late"),
               START + timedelta(days=22))
@@ -175,9 +157,9 @@ def test_post_challenge_entries_are_marked_and_never_ranked_finally(
 def test_withdrawn_entry_leaves_the_board_organisers_still_see_it(
         world: World, phase_client: tuple[Any, SetClock]) -> None:
     client, _ = phase_client
-    a, a_token = team(world, "alpha")
-    _, b_token = team(world, "beta")
-    _, org_token = team(world, "org", organiser=True)
+    a, a_token = new_team(world, "alpha")
+    _, b_token = new_team(world, "beta")
+    _, org_token = new_team(world, "org", organiser=True)
     sub = entry(world, a, 1.0, 1.0, 1)
     assert client.post(f"/api/v1/submissions/{sub.id}/withdraw",
                        headers=bearer(b_token)).status_code == 404
@@ -193,8 +175,8 @@ def test_withdrawn_entry_leaves_the_board_organisers_still_see_it(
 def test_the_submission_page_form_withdraws_with_the_teams_token(
         world: World, phase_client: tuple[Any, SetClock]) -> None:
     client, _ = phase_client
-    a, a_token = team(world, "alpha")
-    _, b_token = team(world, "beta")
+    a, a_token = new_team(world, "alpha")
+    _, b_token = new_team(world, "beta")
     sub = entry(world, a, 1.0, 1.0, 1)
     assert 'action="/submissions/' in client.get(f"/submissions/{sub.id}").text
     for token, outcome in ((b_token, "err=not_found"), ("wrong", "err=token")):
@@ -217,7 +199,7 @@ def test_the_lock_happens_once(world: World, phase_client: tuple[Any, SetClock])
     from app.phases.selection import ensure_locked
 
     set_challenge(world.settings, challenge_toml())
-    a, _ = team(world, "alpha")
+    a, _ = new_team(world, "alpha")
     entry(world, a, 1.0, 1.0, 1)
     entry(world, a, 2.0, 2.0, 2)
     factory = session_factory(world.engine)

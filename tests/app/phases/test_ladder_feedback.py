@@ -3,40 +3,21 @@ DeLong on the public rows), on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import numpy as np
-import pytest
-from app_factories import World, app_client
-from phases_factories import START, SetClock, at, bearer, challenge_toml, set_challenge
+from app_factories import (
+    SetClock,
+    World,
+    challenge_toml,
+    new_team,
+)
+from phases_factories import AFTER, DURING, at, bearer, set_challenge
 from sqlalchemy import select
 
 from app.models import Score
 from app.phases.ladder import decide
-from app.teams.service import create_team
-
-DURING = START + timedelta(days=2)
-AFTER = START + timedelta(days=25)
-
-
-@pytest.fixture
-def phase_client(world: World) -> Iterator[tuple[Any, SetClock]]:
-    gen = app_client(world)
-    client: Any = next(gen)
-    clock = SetClock(DURING)
-    client.app.state.clock = clock
-    try:
-        yield client, clock
-    finally:
-        gen.close()
-
-
-def team(world: World, name: str, organiser: bool = False) -> tuple[Any, str]:
-    made, issued = create_team(world.session, None, name, organiser=organiser)
-    world.session.commit()
-    return made, issued.secret
 
 
 def shown_cell(client: Any, headers: dict[str, str] | None = None) -> dict[str, Any]:
@@ -50,8 +31,8 @@ def test_ladder_does_not_move_on_a_not_better_entry_and_moves_on_a_better_one(
         world: World, phase_client: tuple[Any, SetClock]) -> None:
     client, _ = phase_client
     set_challenge(world.settings, challenge_toml(feedback="ladder"))
-    a, a_token = team(world, "alpha")
-    _, org_token = team(world, "org", organiser=True)
+    a, a_token = new_team(world, "alpha")
+    _, org_token = new_team(world, "org", organiser=True)
     first = at(world, world.submit(a, world.predictions(1.0)), DURING - timedelta(hours=3))
     worse = at(world, world.submit(a, world.predictions(0.6)), DURING - timedelta(hours=2))
     assert shown_cell(client)["submission_id"] == first.id
@@ -71,7 +52,7 @@ def test_exact_feedback_shows_every_latest_entry(world: World,
                                                  phase_client: tuple[Any, SetClock]) -> None:
     client, _ = phase_client
     set_challenge(world.settings, challenge_toml(feedback="exact"))
-    a, a_token = team(world, "alpha")
+    a, a_token = new_team(world, "alpha")
     at(world, world.submit(a, world.predictions(1.0)), DURING - timedelta(hours=3))
     worse = at(world, world.submit(a, world.predictions(0.6)), DURING - timedelta(hours=2))
     assert shown_cell(client)["submission_id"] == worse.id
@@ -88,8 +69,8 @@ def test_public_figures_are_rounded_for_participants_until_the_end(
         world: World, phase_client: tuple[Any, SetClock]) -> None:
     client, clock = phase_client
     set_challenge(world.settings, challenge_toml())
-    a, a_token = team(world, "alpha")
-    _, org_token = team(world, "org", organiser=True)
+    a, a_token = new_team(world, "alpha")
+    _, org_token = new_team(world, "org", organiser=True)
     sub = at(world, world.submit(a, world.predictions(1.0)), DURING - timedelta(hours=1))
     stored = world.session.execute(select(Score.auc).where(
         Score.submission_id == sub.id, Score.split == "public", Score.task == "ctr")

@@ -7,7 +7,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from phases_factories import START, SetClock, bearer, challenge_toml, set_challenge, upload
+from app_factories import START, SetClock, challenge_toml
+from phases_factories import bearer, set_challenge, upload
 from sqlalchemy import update
 
 from app.db import make_engine, session_factory

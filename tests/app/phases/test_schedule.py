@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from phases_factories import START, challenge_toml
+from app_factories import START, challenge_toml
 
 from app.phases.schedule import Schedule, ScheduleError, parse_schedule
 
