@@ -9,6 +9,9 @@ import pytest
 import torch
 
 from evaluator.checkpoint.inference import (
+    CALIBRATION_BUDGET,
+    CPU_CANDIDATES,
+    DEFAULT_CPU_BATCH,
     WARMUP_CALLS,
     BatchPlan,
     OutputError,
@@ -279,3 +282,15 @@ def test_the_warm_up_pays_for_the_largest_batch_before_the_clock() -> None:
     # then the calibration, whose first sample is of the smallest.
     assert calls[:3] == [16, 128, 16]
     assert timing.warmup_s == pytest.approx(16 * COSTS[16] + 128 * COSTS[128])
+
+
+def test_at_200k_rows_the_default_calibration_takes_at_most_a_tenth_of_them() -> None:
+    clock = _Clock()
+    calls: list[int] = []
+    # Every CPU candidate at the same rate: all stay in the race as long as the budget allows.
+    model = _costed_model(clock, dict.fromkeys(CPU_CANDIDATES, 1e-6), calls)
+    plan = BatchPlan(200_000, 0, CPU_CANDIDATES, default=DEFAULT_CPU_BATCH, clock=clock)
+    assert plan.max_size == 8192
+    _drive(plan, model, 200_000)
+    assert [b for b, _ in plan.calibration] == [1024, 2048, 4096, 8192]
+    assert plan.calibration_rows <= CALIBRATION_BUDGET * 200_000
