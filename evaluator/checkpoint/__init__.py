@@ -12,7 +12,10 @@ caller's process: only the child does.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import signal
+import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -43,6 +46,7 @@ __all__ = [
     "CheckpointRun",
     "Limits",
     "OutputsSpec",
+    "batch_memory",
     "check_archive",
     "derive_probabilities",
     "parse_outputs",
@@ -54,6 +58,38 @@ OUTPUTS_CHOICES: tuple[OutputsSpec, ...] = ("ctr,cvr", "ctr,ctcvr", "ctr,cvr,ctc
 
 _HEADER_MAX = 64 << 10
 CHILD_MODULE = "evaluator.checkpoint.child"
+# The largest batch size a remembered choice may be (inference.GPU_CANDIDATES' largest is 2^18).
+_MAX_REMEMBERED_BATCH = 1 << 20
+
+
+class _BatchMemory:
+    """The batch size each checkpoint's calibration chose, per (device asked for, threads,
+    archive sha256), for this process's lifetime: a second job of the same checkpoint (a
+    re-score, the final phase) skips calibration. What the child reports is not trusted
+    further than this: only a size it reports having timed is kept, and it only ever applies
+    to the same archive's later runs."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sizes: dict[tuple[str, int, str], int] = {}
+
+    def get(self, key: tuple[str, int, str]) -> int:
+        with self._lock:
+            return self._sizes.get(key, 0)
+
+    def remember(
+        self, key: tuple[str, int, str], chosen: int, timed: tuple[tuple[int, float], ...]
+    ) -> None:
+        if 0 < chosen <= _MAX_REMEMBERED_BATCH and chosen in dict(timed):
+            with self._lock:
+                self._sizes[key] = chosen
+
+    def clear(self) -> None:
+        with self._lock:
+            self._sizes.clear()
+
+
+batch_memory = _BatchMemory()
 
 
 class CheckpointRejected(Exception):
@@ -87,6 +123,8 @@ class CheckpointRun:
     batch_size: int = 0
     calibration: tuple[tuple[int, float], ...] = ()
     started: Started = "fresh process"
+    # The batch size came from an earlier calibration of the same archive (`batch_memory`).
+    batch_remembered: bool = False
 
     @property
     def forward_rows_per_s(self) -> float:
@@ -160,8 +198,9 @@ def run_checkpoint(
     worker sets from LB_CHECKPOINT_ZYGOTE). Both children confine themselves alike (child.py).
 
     `device` is "auto" (the GPU when the child finds one), "cpu" or "cuda[:i]"; `batch_size`
-    0 chooses one by measurement on the first rows; `threads` 0 uses every core the process
-    may run on.
+    0 chooses one by measurement on the first rows, or reuses the one an earlier run of the
+    same archive on the same device and threads chose (`batch_memory`); `threads` 0 uses every
+    core the process may run on.
     Raises CheckpointRejected for a bad archive and CheckpointFailed, with a reason for the
     participant, for a failed run.
 
@@ -177,6 +216,8 @@ def run_checkpoint(
     names = tuple(outputs.split(","))
     archive = Path(archive).resolve()
     check_archive(archive, archive_limits, scan_code=scan_code)
+    memory_key = (device, threads, _sha256(archive))
+    remembered = batch_memory.get(memory_key) if batch_size <= 0 else 0
     prepared_dir = Path(prepared_dir).resolve()
     n_rows = PreparedData.open(prepared_dir).n_rows
     policy = SandboxPolicy(limits=limits, read_paths=default_read_paths())
@@ -188,7 +229,7 @@ def run_checkpoint(
         "n_rows": n_rows,
         "outputs": list(names),
         "device": device,
-        "batch_size": batch_size,
+        "batch_size": remembered or batch_size,
         "threads": threads,
         "max_archive_bytes": archive_limits.max_archive_bytes,
         "refuse_forbidden_ops": refuse_forbidden_ops,
@@ -223,6 +264,10 @@ def run_checkpoint(
         matrix[0], matrix[1], matrix[2] if len(names) == 3 else None, outputs
     )
     sandbox = header.get("sandbox")
+    chosen = _count(header.get("batch_size"))
+    calibration = _calibration(header.get("calibration"))
+    if batch_size <= 0 and not remembered:
+        batch_memory.remember(memory_key, chosen, calibration)
     return CheckpointRun(
         ctr=np.ascontiguousarray(ctr),
         cvr=np.ascontiguousarray(cvr),
@@ -237,10 +282,16 @@ def run_checkpoint(
         cpu_s=outcome.cpu_s,
         warmup_s=_seconds(header.get("warmup_s")),
         forward_s=_seconds(header.get("forward_s")),
-        batch_size=_count(header.get("batch_size")),
-        calibration=_calibration(header.get("calibration")),
+        batch_size=chosen,
+        calibration=calibration,
         started=started_in,
+        batch_remembered=bool(remembered),
     )
+
+
+def _sha256(path: Path) -> str:
+    with path.open("rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
 
 
 def _text(value: object, limit: int = 200) -> str:

@@ -6,9 +6,11 @@ is per batch, never per row; outputs land in one preallocated float64 matrix [k,
 checked once at the end (on the GPU that keeps the loop free of host synchronisation).
 
 `predict_timed` warms the model up on the first rows before the clock starts (TorchScript
-profiles its first calls and optimises on the next ones), and, unless told a batch size,
-chooses one by measurement: each candidate in turn runs on the next rows of the test set (their
-outputs are kept: calibration costs no extra forward), and the fastest in rows/s takes the rest.
+profiles its first call and optimises on the next; the allocator pays for the largest batch's
+buffers once), and, unless told a batch size, chooses one by measurement: each candidate in
+turn runs on the next rows of the test set (their outputs are kept: calibration costs no extra
+forward, only rows run at sizes that turn out slower, at most `CALIBRATION_BUDGET` of them), and
+the fastest in rows/s takes the rest.
 """
 
 from __future__ import annotations
@@ -37,10 +39,13 @@ CPU_CANDIDATES = (1024, 2048, 4096, 8192, 16384)
 GPU_CANDIDATES = (16384, 32768, 65536, 131072, 262144)
 # Calibration (BatchPlan): rounds over the candidates, each timing one sample per candidate of
 # at least this many rows; after a round, candidates under this share of the best drop out.
-CALIBRATION_ROWS = 2048
+# All rounds together take at most this share of the test set's rows.
+CALIBRATION_ROWS = 1024
 CALIBRATION_ROUNDS = 2
 CALIBRATION_KEEP = 0.7
-# Calls of the model on the first rows before any timing.
+CALIBRATION_BUDGET = 0.1
+# Calls of the model before any timing: the first on the first batch, the others on as many
+# rows as the largest batch of the pass.
 WARMUP_CALLS = 2
 # Rows moved host -> device per pinned staging buffer.
 _STAGE_ROWS = 262144
@@ -137,10 +142,12 @@ class BatchPlan:
     one sample of at least `sample_rows` rows; after a round, candidates below `keep_ratio` of
     the best rate so far drop out. A candidate's rate is its best sample's (on a shared machine
     a sample can lose its cores for a while; the best of interleaved samples is what the size
-    can do). Then the fastest runs every remaining batch. Candidates whose calibration could
-    take more than half the rows are left out; with none left the pass uses `default`. The loop
-    calls `next_size()` before each batch and `done(rows)` after it; `sync` waits for queued
-    device work so that a sample's clock stops when its batches are done.
+    can do). Then the fastest runs every remaining batch. The rows of all rounds together stay
+    within `budget` of the test set: the first round takes the candidates (ascending) that fit,
+    later rounds those still in the race that fit in what is left; with none fitting the pass
+    uses `default`. The loop calls `next_size()` before each batch and `done(rows)` after it;
+    `sync` waits for queued device work so that a sample's clock stops when its batches are
+    done.
     """
 
     def __init__(
@@ -155,6 +162,7 @@ class BatchPlan:
         sample_rows: int = CALIBRATION_ROWS,
         rounds: int = CALIBRATION_ROUNDS,
         keep_ratio: float = CALIBRATION_KEEP,
+        budget: float = CALIBRATION_BUDGET,
     ) -> None:
         self._sync = sync
         self._clock = clock
@@ -167,20 +175,30 @@ class BatchPlan:
         self._round = 0
         self._started = 0.0
         self._rows = 0
+        self._budget_rows = int(n_rows * budget)
+        self.calibration_rows = 0
         self.chosen = batch_size if batch_size > 0 else default
         self.max_size = self.chosen
         if batch_size > 0:
             return
         used = 0
         for size in sorted(set(candidates)):
-            need = rounds * size * math.ceil(sample_rows / size)
-            if used + need > n_rows // 2:
+            need = self._sample_cost(size)
+            if used + need > self._budget_rows:
                 break
             used += need
             self._rates[size] = []
         self._live = list(self._rates)
-        self.max_size = max([default, *self._rates])
+        if len(self._live) == 1:
+            # One candidate is no choice: it would only run the default's rows at its size.
+            self._rates.clear()
+            self._live = []
+        # The default runs only when no candidate is timed.
+        self.max_size = max(self._rates) if self._rates else default
         self._next_round()
+
+    def _sample_cost(self, size: int) -> int:
+        return size * math.ceil(self._sample_rows / size)
 
     @property
     def calibration(self) -> tuple[tuple[int, float], ...]:
@@ -202,6 +220,7 @@ class BatchPlan:
             return
         size, _, last = self._queue.popleft()
         self._rows += rows
+        self.calibration_rows += rows
         if last:
             self._sync()
             elapsed = self._clock() - self._started
@@ -217,7 +236,16 @@ class BatchPlan:
         if self._round >= self._rounds or len(self._live) < (2 if self._round else 1):
             return
         self._round += 1
+        left = self._budget_rows - self.calibration_rows
+        sizes = []
         for size in self._live:
+            if self._sample_cost(size) <= left:
+                left -= self._sample_cost(size)
+                sizes.append(size)
+        if len(sizes) < 2:
+            # A round of one candidate cannot change the choice.
+            return
+        for size in sizes:
             batches = math.ceil(self._sample_rows / size)
             self._queue.extend((size, i == 0, i == batches - 1) for i in range(batches))
 
@@ -293,8 +321,10 @@ def predict_timed(
 
 
 class _WarmUp:
-    """Calls the model `calls` times on the first batch's inputs before the loop proper, and
-    keeps the time apart; the outputs are checked for their shape and dropped."""
+    """Calls the model `calls` times before the loop proper, and keeps the time apart; the
+    outputs are checked for their shape and dropped. The first call takes the first batch's
+    rows, the others every row they are given (as many as the pass's largest batch on the CPU),
+    so that the first call at a new size, which pays for fresh memory, is not a timed one."""
 
     def __init__(
         self, model: Model, names: tuple[str, ...], sync: Callable[[], None], clock: Clock,
@@ -303,13 +333,14 @@ class _WarmUp:
         self.model, self.names, self.sync, self.clock, self.calls = model, names, sync, clock, calls
         self.seconds = 0.0
 
-    def __call__(self, cat: torch.Tensor, num: torch.Tensor) -> None:
+    def __call__(self, cat: torch.Tensor, num: torch.Tensor, first: int | None = None) -> None:
         if self.calls <= 0:
             return
         start = self.clock()
-        for _ in range(self.calls):
+        for call in range(self.calls):
+            rows = first if call == 0 and first is not None else cat.shape[0]
             # A copy each time, so that a model writing into its input changes nothing later.
-            output_columns(self.model(cat.clone(), num.clone()), cat.shape[0], self.names)
+            output_columns(self.model(cat[:rows].clone(), num[:rows].clone()), rows, self.names)
         self.sync()
         self.seconds = self.clock() - start
         self.calls = 0
@@ -331,6 +362,10 @@ def _predict_cpu(
     held = min(plan.max_size, n_rows)
     cat_buf = torch.empty((held, N_CATEGORICAL), dtype=torch.int64)
     num_buf = torch.empty((held, N_NUMERICAL), dtype=torch.float32)
+    if warm.calls > 0 and n_rows > 0:
+        cat_buf.copy_(cat_src[:held])
+        num_buf.copy_(num_src[:held])
+        warm(cat_buf, num_buf, first=min(plan.next_size(), held))
     start = 0
     while start < n_rows:
         end = min(start + plan.next_size(), n_rows)
@@ -339,7 +374,6 @@ def _predict_cpu(
         num = num_buf[:rows]
         cat.copy_(cat_src[start:end])
         num.copy_(num_src[start:end])
-        warm(cat, num)
         columns = output_columns(model(cat, num), rows, names)
         out[:, start:end].copy_(columns.t())
         plan.done(rows)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from checkpoint_factories import honest_model, reference_outputs, save
+from checkpoint_factories import honest_model, make_prepared, reference_outputs, save
 from sklearn.metrics import roc_auc_score
 
 from evaluator.checkpoint import (
@@ -15,10 +15,12 @@ from evaluator.checkpoint import (
     CheckpointRun,
     Limits,
     _failure_reason,
+    batch_memory,
     derive_probabilities,
     parse_outputs,
     run_checkpoint,
 )
+from evaluator.checkpoint.inference import CALIBRATION_BUDGET, CPU_CANDIDATES
 from evaluator.checkpoint.sandbox import ChildOutcome
 from evaluator.data.prepared import PreparedData
 from evaluator.predictions import parse_prediction_file
@@ -272,3 +274,44 @@ def test_the_thread_count_can_be_set_and_is_recorded(honest_archive: Path, prepa
     run = run_checkpoint(honest_archive, prepared, "ctr,cvr", threads=1)
     assert run.device == "cpu (1 thread)"
     assert run.cpu_s > 0
+
+
+@pytest.fixture()
+def calibrating_prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # Enough rows that the two smallest CPU candidates fit in the calibration's budget.
+    rows = int((CPU_CANDIDATES[0] + CPU_CANDIDATES[1]) / CALIBRATION_BUDGET) + 1000
+    return make_prepared(tmp_path_factory.mktemp("calibrating"), rows=rows)
+
+
+def test_a_second_run_of_the_same_archive_reuses_the_batch_its_calibration_chose(
+    tmp_path: Path, calibrating_prepared: Path
+) -> None:
+    batch_memory.clear()
+    archive = save(honest_model(), tmp_path / "honest.pt")
+    first = run_checkpoint(archive, calibrating_prepared, "ctr,cvr", device="cpu", threads=1)
+    assert first.calibration and not first.batch_remembered
+    second = run_checkpoint(archive, calibrating_prepared, "ctr,cvr", device="cpu", threads=1)
+    assert second.batch_remembered
+    assert second.calibration == ()
+    assert second.batch_size == first.batch_size
+    np.testing.assert_array_equal(second.ctr, first.ctr)
+    # Another archive (other bytes), other threads, or a batch size given: no memory applies.
+    other = save(honest_model(seed=1), tmp_path / "other.pt")
+    assert not run_checkpoint(other, calibrating_prepared, "ctr,cvr", device="cpu",
+                              threads=1).batch_remembered
+    assert run_checkpoint(archive, calibrating_prepared, "ctr,cvr", device="cpu",
+                          threads=2).calibration
+    given = run_checkpoint(archive, calibrating_prepared, "ctr,cvr", device="cpu", threads=1,
+                           batch_size=100)
+    assert (given.batch_size, given.batch_remembered) == (100, False)
+    batch_memory.clear()
+
+
+def test_only_a_batch_size_the_child_reports_having_timed_is_remembered() -> None:
+    key = ("cpu", 1, "0" * 64)
+    batch_memory.clear()
+    batch_memory.remember(key, 4096, ((1024, 1.0), (2048, 2.0)))
+    assert batch_memory.get(key) == 0
+    batch_memory.remember(key, 2048, ((1024, 1.0), (2048, 2.0)))
+    assert batch_memory.get(key) == 2048
+    batch_memory.clear()

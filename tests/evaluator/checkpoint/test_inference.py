@@ -9,6 +9,9 @@ import pytest
 import torch
 
 from evaluator.checkpoint.inference import (
+    CALIBRATION_BUDGET,
+    CPU_CANDIDATES,
+    DEFAULT_CPU_BATCH,
     WARMUP_CALLS,
     BatchPlan,
     OutputError,
@@ -168,7 +171,7 @@ def test_calibration_picks_the_fastest_candidate_and_runs_the_rest_with_it() -> 
     calls: list[int] = []
     model = _costed_model(clock, COSTS, calls)
     plan = BatchPlan(10_000, 0, (128, 16, 64, 32), default=50, clock=clock, sample_rows=256,
-                     rounds=2, keep_ratio=0.7)
+                     rounds=2, keep_ratio=0.7, budget=0.5)
     _drive(plan, model, 10_000)
     assert plan.chosen == 64
     assert dict(plan.calibration) == pytest.approx({b: 1 / c for b, c in COSTS.items()})
@@ -192,7 +195,7 @@ def test_a_candidate_slowed_down_once_is_judged_by_its_best_sample() -> None:
         return model(cat, num)
 
     plan = BatchPlan(10_000, 0, (16, 64), default=50, clock=clock, sample_rows=256, rounds=2,
-                     keep_ratio=0.0)
+                     keep_ratio=0.0, budget=0.5)
     _drive(plan, busy_machine, 10_000)
     assert stalled
     assert plan.chosen == 64
@@ -200,12 +203,34 @@ def test_a_candidate_slowed_down_once_is_judged_by_its_best_sample() -> None:
     assert calls[:52] == [16] * 16 + [64] * 4 + [16] * 16 + [64] * 4 + [64] * 12
 
 
-def test_candidates_that_need_more_than_half_the_rows_are_left_out() -> None:
-    plan = BatchPlan(1100, 0, (16, 64, 128), default=50, sample_rows=128, rounds=2)
-    # Two samples each: 16: 2 x 128 rows, 64: 2 x 128 (512 in all), 128: 2 x 128 (768 > 550).
+def test_the_first_round_takes_the_candidates_that_fit_in_the_budget() -> None:
+    # 10 % of 2,600 rows: 260. A 128-row sample each: 16 and 64 (256 rows) fit, 128 does not.
+    plan = BatchPlan(2600, 0, (16, 64, 128), default=50, sample_rows=128, rounds=2, budget=0.1)
     assert plan.max_size == 64
     tiny = BatchPlan(100, 0, (64,), default=50, sample_rows=128)
     assert (tiny.chosen, tiny.max_size, tiny.calibration) == (50, 50, ())
+
+
+def test_a_lone_candidate_is_not_timed_and_the_default_runs() -> None:
+    # Only 16 fits: timing it alone would choose it without a comparison.
+    plan = BatchPlan(2000, 0, (16, 64), default=50, sample_rows=128, budget=0.1)
+    assert (plan.chosen, plan.max_size, plan.calibration) == (50, 50, ())
+    assert [plan.next_size() for _ in range(2)] == [50, 50]
+
+
+def test_later_rounds_stay_within_the_budget_and_all_calibration_does() -> None:
+    clock = _Clock()
+    calls: list[int] = []
+    # 32 and 64 run at the same rate: both stay in the race after round 1.
+    model = _costed_model(clock, {16: 4e-6, 32: 1e-6, 64: 1e-6}, calls)
+    # Budget 700 rows; round 1: 128 + 128 + 128 = 384; round 2 has 316 left: 32 and 64 (256).
+    plan = BatchPlan(7000, 0, (16, 32, 64), default=50, clock=clock, sample_rows=128,
+                     rounds=3, keep_ratio=0.7, budget=0.1)
+    _drive(plan, model, 7000)
+    # Round 3 would need 256 more rows, with 60 left: it does not run.
+    assert calls[:28] == [16] * 8 + [32] * 4 + [64] * 2 + [32] * 4 + [64] * 2 + [plan.chosen] * 8
+    assert plan.calibration_rows == 640 <= 700
+    assert plan.chosen in (32, 64)
 
 
 def test_a_given_batch_size_is_used_without_calibration() -> None:
@@ -244,3 +269,28 @@ def test_the_warm_up_runs_first_on_the_first_rows_and_is_timed_apart() -> None:
     assert timing.forward_s == pytest.approx(10 * 100 * 1e-3)
     assert timing.batch_size == 100
     assert got.shape == (2, 1000)
+
+
+def test_the_warm_up_pays_for_the_largest_batch_before_the_clock() -> None:
+    categorical, numerical = _features(80_000)
+    clock = _Clock()
+    calls: list[int] = []
+    model = _costed_model(clock, COSTS, calls)
+    _, timing = predict_timed(model, categorical, numerical, NAMES, torch.device("cpu"), 0,
+                              candidates=(16, 32, 64, 128), clock=clock)
+    # The first call on the first batch's rows, the second on as many as the largest candidate;
+    # then the calibration, whose first sample is of the smallest.
+    assert calls[:3] == [16, 128, 16]
+    assert timing.warmup_s == pytest.approx(16 * COSTS[16] + 128 * COSTS[128])
+
+
+def test_at_200k_rows_the_default_calibration_takes_at_most_a_tenth_of_them() -> None:
+    clock = _Clock()
+    calls: list[int] = []
+    # Every CPU candidate at the same rate: all stay in the race as long as the budget allows.
+    model = _costed_model(clock, dict.fromkeys(CPU_CANDIDATES, 1e-6), calls)
+    plan = BatchPlan(200_000, 0, CPU_CANDIDATES, default=DEFAULT_CPU_BATCH, clock=clock)
+    assert plan.max_size == 8192
+    _drive(plan, model, 200_000)
+    assert [b for b, _ in plan.calibration] == [1024, 2048, 4096, 8192]
+    assert plan.calibration_rows <= CALIBRATION_BUDGET * 200_000
