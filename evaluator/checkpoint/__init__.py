@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import signal
 import threading
 import time
 from dataclasses import dataclass, replace
