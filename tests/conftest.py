@@ -110,7 +110,7 @@ def postgres_database() -> Iterator[str]:
 
 # The challenge state's row is the migration's: reset, never emptied.
 TABLES = ("score", "verification", "rescore", "audit_log", "selection", "ladder_decision",
-          "final_entry", "submission", "api_token", "team")
+          "final_entry", "process_heartbeat", "submission", "api_token", "team")
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
