@@ -51,7 +51,7 @@ NOBODY_GID = 65534
 # where a write could be picked up by another process; hidden behind empty read-only tmpfs.
 DEFAULT_HIDDEN_PATHS: tuple[str, ...] = ("/run", "/var/run", "/tmp", "/var/tmp", "/dev/shm")
 
-_OUTPUT_TAIL_BYTES = 16 << 10
+OUTPUT_TAIL_BYTES = 16 << 10
 
 
 class SandboxError(Exception):
@@ -498,36 +498,10 @@ def launch(
         proc.stdin.close()
     except BrokenPipeError:
         pass
-    result = bytearray()
-    tail = bytearray()
-    overflow = False
-    timed_out = False
     deadline = start + wall_time_s
-    with selectors.DefaultSelector() as selector:
-        selector.register(result_read, selectors.EVENT_READ, "result")
-        selector.register(output_read, selectors.EVENT_READ, "output")
-        open_fds = 2
-        while open_fds:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                timed_out = True
-                break
-            for key, _ in selector.select(timeout=min(remaining, 1.0)):
-                fd = key.fd
-                chunk = os.read(fd, 1 << 20)
-                if not chunk:
-                    selector.unregister(fd)
-                    open_fds -= 1
-                elif key.data == "result":
-                    if len(result) + len(chunk) > max_result_bytes:
-                        overflow = True
-                        open_fds = 0
-                        break
-                    result += chunk
-                else:
-                    tail += chunk
-                    if len(tail) > 2 * _OUTPUT_TAIL_BYTES:
-                        del tail[: len(tail) - _OUTPUT_TAIL_BYTES]
+    collected = collect_pipes(result_read, output_read, deadline, max_result_bytes)
+    result, tail = collected.result, collected.tail
+    overflow, timed_out = collected.overflow, collected.timed_out
     os.close(result_read)
     os.close(output_read)
     if timed_out or overflow:
@@ -551,8 +525,52 @@ def launch(
         wall_timed_out=timed_out,
         result=bytes(result),
         result_overflow=overflow,
-        output_tail=bytes(tail[-_OUTPUT_TAIL_BYTES:]).decode("utf-8", "replace"),
+        output_tail=bytes(tail[-OUTPUT_TAIL_BYTES:]).decode("utf-8", "replace"),
     )
+
+
+@dataclass
+class Collected:
+    result: bytearray
+    tail: bytearray
+    overflow: bool
+    timed_out: bool
+
+
+def collect_pipes(
+    result_read: int, output_read: int, deadline: float, max_result_bytes: int
+) -> Collected:
+    """Read the result pipe (at most `max_result_bytes`) and the output's tail until both
+    close, the result overflows or the deadline passes (a fresh child's and a zygote fork's)."""
+    result = bytearray()
+    tail = bytearray()
+    overflow = timed_out = False
+    with selectors.DefaultSelector() as selector:
+        selector.register(result_read, selectors.EVENT_READ, "result")
+        selector.register(output_read, selectors.EVENT_READ, "output")
+        open_fds = 2
+        while open_fds:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                timed_out = True
+                break
+            for key, _ in selector.select(timeout=min(remaining, 1.0)):
+                fd = key.fd
+                chunk = os.read(fd, 1 << 20)
+                if not chunk:
+                    selector.unregister(fd)
+                    open_fds -= 1
+                elif key.data == "result":
+                    if len(result) + len(chunk) > max_result_bytes:
+                        overflow = True
+                        open_fds = 0
+                        break
+                    result += chunk
+                else:
+                    tail += chunk
+                    if len(tail) > 2 * OUTPUT_TAIL_BYTES:
+                        del tail[: len(tail) - OUTPUT_TAIL_BYTES]
+    return Collected(result, tail, overflow, timed_out)
 
 
 def _wait_briefly(pid: int, timeout_s: float) -> bool:

@@ -48,7 +48,6 @@ import sys
 import threading
 import time
 import traceback
-from dataclasses import dataclass
 from typing import Any, Literal, NoReturn
 
 from evaluator.checkpoint import sandbox
@@ -62,7 +61,7 @@ START_TIMEOUT_S = 180.0
 # After a zygote failed to start, jobs take fresh processes for this long before trying again.
 RETRY_AFTER_S = 600.0
 _MESSAGE_MAX = 1 << 16
-_OUTPUT_TAIL_BYTES = 16 << 10
+
 
 Started = Literal["zygote", "fresh process"]
 
@@ -313,50 +312,6 @@ def _kill_group(pgid: int) -> None:
             raise
 
 
-@dataclass
-class _Collected:
-    result: bytearray
-    tail: bytearray
-    overflow: bool
-    timed_out: bool
-
-
-def _collect(
-    result_read: int, output_read: int, deadline: float, max_result_bytes: int
-) -> _Collected:
-    """Read the result pipe (at most `max_result_bytes`) and the output's tail until both
-    close, the result overflows or the deadline passes; as `sandbox.launch` does."""
-    result = bytearray()
-    tail = bytearray()
-    overflow = timed_out = False
-    with selectors.DefaultSelector() as selector:
-        selector.register(result_read, selectors.EVENT_READ, "result")
-        selector.register(output_read, selectors.EVENT_READ, "output")
-        open_fds = 2
-        while open_fds:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                timed_out = True
-                break
-            for key, _ in selector.select(timeout=min(remaining, 1.0)):
-                fd = key.fd
-                chunk = os.read(fd, 1 << 20)
-                if not chunk:
-                    selector.unregister(fd)
-                    open_fds -= 1
-                elif key.data == "result":
-                    if len(result) + len(chunk) > max_result_bytes:
-                        overflow = True
-                        open_fds = 0
-                        break
-                    result += chunk
-                else:
-                    tail += chunk
-                    if len(tail) > 2 * _OUTPUT_TAIL_BYTES:
-                        del tail[: len(tail) - _OUTPUT_TAIL_BYTES]
-    return _Collected(result, tail, overflow, timed_out)
-
-
 class Zygote:
     """The worker's handle on one zygote process. Thread-safe: jobs may run concurrently."""
 
@@ -456,7 +411,7 @@ class Zygote:
                 stdin_write = -1
                 stdin.write(json.dumps(job).encode())
             deadline = start + wall_time_s
-            got = _collect(result_read, output_read, deadline, max_result_bytes)
+            got = sandbox.collect_pipes(result_read, output_read, deadline, max_result_bytes)
             timed_out = got.timed_out
             if timed_out or got.overflow:
                 _ask_kill(reply)
@@ -485,7 +440,7 @@ class Zygote:
             wall_timed_out=timed_out,
             result=bytes(got.result),
             result_overflow=got.overflow,
-            output_tail=bytes(got.tail[-_OUTPUT_TAIL_BYTES:]).decode("utf-8", "replace"),
+            output_tail=bytes(got.tail[-sandbox.OUTPUT_TAIL_BYTES:]).decode("utf-8", "replace"),
         )
 
 
